@@ -1,0 +1,123 @@
+"""Run configs: loading ``configs/<model>.py``, command-line overrides, and the copy in a run dir.
+
+A config is an ``ml_collections.ConfigDict`` returned by ``get_config()`` in a Python file. The
+resolved config is written to ``<workdir>/config.json``; that copy is what evaluate, translate,
+transfer and export read back.
+"""
+
+import ast
+import importlib.util
+import json
+import pathlib
+
+import ml_collections
+
+from xling_zoo.errors import UserError
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+# Sections whose change makes existing checkpoints or tokenizers unusable: a run dir made with
+# other values here is refused rather than silently overwritten or mixed.
+ARCHITECTURE_KEYS = ("model_name", "model", "tokenizer", "pair", "data.target_language_tag")
+
+
+def config_path_for(model_name):
+    return CONFIG_DIR / f"{model_name}.py"
+
+
+def load_config_file(path):
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"xling_zoo_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise UserError(f"config file {path} has no get_config() function")
+    return module.get_config()
+
+
+def parse_value(text):
+    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, '(8, 16)' -> (8, 16), anything else -> the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_override(config, assignment):
+    """Applies one ``dotted.key=value`` override in place, with the type of the existing field."""
+    if "=" not in assignment:
+        raise UserError(f"override {assignment!r} is not of the form key=value (e.g. train.steps=100)")
+    key, text = assignment.split("=", 1)
+    key = key.strip()
+    *parents, leaf = key.split(".")
+    node = config
+    for depth, part in enumerate(parents):
+        if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+            where = ".".join(parents[:depth]) or "the config"
+            raise UserError(f"override {assignment!r}: {where} has no section {part!r}; "
+                            f"sections: {', '.join(sorted(k for k, v in node.items() if isinstance(v, ml_collections.ConfigDict)))}")
+        node = node[part]
+    if leaf not in node:
+        raise UserError(f"override {assignment!r}: unknown key {key!r}; valid keys here: {', '.join(sorted(node.keys()))}")
+    old = node[leaf]
+    value = parse_value(text)
+    if isinstance(old, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"override {assignment!r}: {key} takes true or false, got {text!r}")
+    elif isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif isinstance(old, tuple) and isinstance(value, (list, tuple)):
+        value = tuple(value)
+    elif isinstance(old, str):
+        value = text
+    elif old is not None and type(value) is not type(old):
+        raise UserError(f"override {assignment!r}: {key} takes a {type(old).__name__} (now {old!r}), got {text!r}")
+    node[leaf] = value
+
+
+def load_config(model_name, config_file=None, overrides=()):
+    """The config for ``model_name``: its file under configs/ (or ``config_file``), then overrides."""
+    from xling_zoo.registry import get_model
+
+    get_model(model_name)  # An unknown name is an error listing the registered ones.
+    path = config_file or config_path_for(model_name)
+    config = load_config_file(path)
+    config.model_name = model_name
+    for assignment in overrides:
+        apply_override(config, assignment)
+    return config
+
+
+def to_json(config):
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def _tuplify(value):
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuplify(v) for k, v in value.items()}
+    return value
+
+
+def from_json(text):
+    return ml_collections.ConfigDict(_tuplify(json.loads(text)))
+
+
+def _lookup(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        if part not in node:
+            return None
+        node = node[part]
+    return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+
+
+def incompatible_keys(existing, new):
+    """Keys in ARCHITECTURE_KEYS whose values differ between two configs."""
+    return [k for k in ARCHITECTURE_KEYS if _tuplify(_lookup(existing, k)) != _tuplify(_lookup(new, k))]
