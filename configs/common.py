@@ -4,7 +4,7 @@ Each model's config file calls ``get_common_config()`` and adds its ``model`` se
 field from the command line: ``--set=train.steps=200 --set=data.tokens_per_batch=2048``.
 """
 
-import ml_collections
+import ml_collections  # Model configs use it through `common.ml_collections`.
 
 
 def get_common_config():

@@ -9,6 +9,7 @@ import ast
 import importlib.util
 import json
 import pathlib
+import sys
 
 import ml_collections
 
@@ -31,7 +32,12 @@ def load_config_file(path):
         raise UserError(f"config file {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"xling_zoo_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # Config files share `configs/common.py` through a plain `import common`.
+    sys.path.insert(0, str(CONFIG_DIR))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(CONFIG_DIR))
     if not hasattr(module, "get_config"):
         raise UserError(f"config file {path} has no get_config() function")
     return module.get_config()
