@@ -1,1 +1,2 @@
 """Registered models: importing this package registers every built-in one (its only side effect)."""
+from xling_zoo.models import lstm_seq2seq  # noqa: F401

@@ -1,0 +1,145 @@
+"""Greedy and beam search over any ``Seq2SeqTask``, as graph functions (one tf.while_loop, no
+Python loop per token), so that evaluation, the translate CLI and the exported SavedModel share them.
+
+The model supplies ``encode(ids, max_length) -> state`` and ``decode_step(token, state, i) ->
+(logits, state)``; the state is a nest of batch-first tensors (LSTM states, Transformer caches),
+which beam search tiles to ``batch * beam`` rows and reorders with ``tf.gather`` after each step.
+"""
+
+import tensorflow as tf
+
+from xling_zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+NEG_INF = -1e9
+
+
+def _length_penalty(length, alpha):
+    """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al. 2016); alpha = 0 disables it."""
+    return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
+
+
+def greedy_search(model, encoder_token_ids, max_length):
+    """Cached greedy decoding. Returns int32 [batch, max_length]: tokens, eos, then padding."""
+    batch = tf.shape(encoder_token_ids)[0]
+    state = model.encode(encoder_token_ids, max_length)
+    tokens = tf.fill([batch], BOS_ID)
+    # A preallocated output (not a growing TensorArray) keeps every shape static for XLA.
+    output = tf.fill([batch, max_length], PAD_ID)
+    finished = tf.zeros([batch], tf.bool)
+
+    def body(i, tokens, state, finished, output):
+        logits, state = model.decode_step(tokens, state, i)
+        next_tokens = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        next_tokens = tf.where(finished, PAD_ID, next_tokens)
+        output = tf.where(tf.range(max_length)[None, :] == i, next_tokens[:, None], output)
+        return i + 1, next_tokens, state, finished | tf.equal(next_tokens, EOS_ID), output
+
+    def cond(i, tokens, state, finished, output):
+        return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+    _, _, _, _, output = tf.while_loop(cond, body, (tf.constant(0), tokens, state, finished, output))
+    return output
+
+
+def uncached_greedy_search(model, encoder_token_ids, max_length):
+    """Greedy decoding that re-runs the whole teacher-forced model on the prefix at every step.
+
+    Quadratic and slow: it exists as the reference that cached decoding must match exactly, and as
+    the baseline of benchmarks/decoding_speed.py.
+    """
+    batch = tf.shape(encoder_token_ids)[0]
+    prefix = tf.fill([batch, 1], BOS_ID)
+    finished = tf.zeros([batch], tf.bool)
+
+    def body(i, prefix, finished):
+        logits = model({"encoder_token_ids": encoder_token_ids, "decoder_token_ids": prefix}, training=False)
+        next_tokens = tf.argmax(logits[:, -1, :], axis=-1, output_type=tf.int32)
+        next_tokens = tf.where(finished, PAD_ID, next_tokens)
+        return i + 1, tf.concat([prefix, next_tokens[:, None]], 1), finished | tf.equal(next_tokens, EOS_ID)
+
+    def cond(i, prefix, finished):
+        return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+    _, prefix, _ = tf.while_loop(
+        cond, body, (tf.constant(0), prefix, finished),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None]), tf.TensorShape([None])))
+    return _to_fixed_width(prefix[:, 1:], max_length)
+
+
+def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalty=0.6):
+    """Batched beam search with the GNMT length penalty. Returns the best hypothesis per sentence,
+    int32 [batch, max_length].
+
+    Finished hypotheses stay in the beam (extended by padding at no cost), so alive and finished
+    candidates compete in one top-k over length-normalised scores.
+    """
+    batch = tf.shape(encoder_token_ids)[0]
+    k = beam_size
+    state = model.encode(encoder_token_ids, max_length)
+    state = tf.nest.map_structure(lambda t: tf.repeat(t, k, axis=0), state)
+    # Only the first beam is live at the start, so the first top-k does not pick k copies.
+    scores = tf.tile(tf.concat([[0.0], tf.fill([k - 1], NEG_INF)], 0)[None, :], [batch, 1])
+    lengths = tf.zeros([batch, k], tf.int32)
+    finished = tf.zeros([batch, k], tf.bool)
+    sequences = tf.zeros([batch, k, max_length], tf.int32)
+    tokens = tf.fill([batch * k], BOS_ID)
+
+    def body(i, tokens, state, scores, lengths, finished, sequences):
+        logits, state = model.decode_step(tokens, state, i)
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        vocab = tf.shape(log_probs)[-1]
+        log_probs = tf.reshape(log_probs, [batch, k, vocab])
+        # A finished hypothesis may only continue with PAD, at no cost.
+        pad_only = tf.one_hot(PAD_ID, vocab, on_value=0.0, off_value=NEG_INF)
+        log_probs = tf.where(finished[:, :, None], pad_only[None, None, :], log_probs)
+        candidate_scores = scores[:, :, None] + log_probs
+        candidate_lengths = lengths[:, :, None] + tf.cast(~finished, tf.int32)[:, :, None]
+        normalised = candidate_scores / _length_penalty(candidate_lengths, length_penalty)
+        _, top = tf.math.top_k(tf.reshape(normalised, [batch, -1]), k=k)
+        beam_index, next_tokens = top // vocab, top % vocab
+        scores = tf.gather(tf.reshape(candidate_scores, [batch, -1]), top, batch_dims=1)
+        lengths = tf.gather(tf.reshape(tf.broadcast_to(candidate_lengths, tf.shape(candidate_scores)),
+                                       [batch, -1]), top, batch_dims=1)
+        was_finished = tf.gather(finished, beam_index, batch_dims=1)
+        finished = was_finished | tf.equal(next_tokens, EOS_ID)
+        sequences = tf.gather(sequences, beam_index, batch_dims=1)
+        sequences = tf.where(tf.range(max_length)[None, None, :] == i, next_tokens[:, :, None], sequences)
+        flat_index = tf.reshape(beam_index + tf.range(batch)[:, None] * k, [-1])
+        state = tf.nest.map_structure(lambda t: tf.gather(t, flat_index, axis=0), state)
+        return i + 1, tf.reshape(next_tokens, [-1]), state, scores, lengths, finished, sequences
+
+    def cond(i, tokens, state, scores, lengths, finished, sequences):
+        return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+    loop_vars = (tf.constant(0), tokens, state, scores, lengths, finished, sequences)
+    _, _, _, scores, lengths, finished, sequences = tf.while_loop(cond, _keeping_shapes(body), loop_vars)
+    # Unfinished hypotheses (cut at max_length) rank below finished ones.
+    final = scores / _length_penalty(lengths, length_penalty) + tf.where(finished, 0.0, NEG_INF)
+    best = tf.argmax(final, axis=-1, output_type=tf.int32)
+    return tf.gather(sequences, best, batch_dims=1)
+
+
+def decode(model, encoder_token_ids, max_length, beam_size=1, length_penalty=0.6):
+    """Greedy when beam_size == 1, else beam search."""
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if beam_size == 1:
+        return greedy_search(model, encoder_token_ids, max_length)
+    return beam_search(model, encoder_token_ids, max_length, beam_size, length_penalty)
+
+
+def _keeping_shapes(body):
+    """Wraps a while_loop body so that its outputs keep the static shapes of its inputs (gathers
+    and reshapes lose the batch dimension, which tf.while_loop would reject)."""
+
+    def wrapped(*loop_vars):
+        outputs = body(*loop_vars)
+        return tf.nest.map_structure(lambda new, old: tf.ensure_shape(new, old.shape), outputs, loop_vars)
+
+    return wrapped
+
+
+def _to_fixed_width(tokens, width):
+    """Pads an early-stopped [batch, n <= width] result to [batch, width]."""
+    tokens = tf.pad(tokens, [[0, 0], [0, width - tf.shape(tokens)[1]]], constant_values=PAD_ID)
+    return tf.ensure_shape(tokens, [None, width]) if isinstance(width, int) else tokens
