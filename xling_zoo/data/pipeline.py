@@ -1,0 +1,194 @@
+"""The tf.data input pipeline: tokenized, length-bucketed batches within a token budget.
+
+Batches are the dicts described in ``xling_zoo.models.base`` (all int32, 0-padded):
+
+  encoder_token_ids  [B, L]  [<2tgt>] + source pieces + [eos]   (tag when data.target_language_tag)
+  decoder_token_ids  [B, L]  [bos] + target pieces
+  target_token_ids   [B, L]  target pieces + [eos]
+  source_language_id [B]     index of the example's source language in ``source_languages``
+
+Every sequence counts its special tokens against ``data.max_length``. A pair with either side
+longer is dropped or truncated (``data.overlength``; truncation keeps the final eos), in training
+and in validation alike, so that validation loss is measured on the kind of batch the model trains
+on; ``length_report`` counts those pairs for the trainer to log.
+
+Batches group pairs of similar length: the longer side of a pair picks the smallest bucket
+(``data.bucket_boundaries`` plus ``data.max_length``) it fits, and both sides are padded to that
+bucket's length L, with B = tokens_per_batch (per replica) // L. Every batch therefore holds at most
+``tokens_per_batch`` padded tokens per side, and each bucket has one fixed shape but for the
+smaller last batch of a pass.
+"""
+
+import tensorflow as tf
+
+from xling_zoo.data.tokenizer import BOS_ID, EOS_ID
+from xling_zoo.errors import UserError
+
+OVERLENGTH_ACTIONS = ("drop", "truncate")
+# Raw pairs tokenized per call: tensorflow-text is much faster on a batch than on one string.
+TOKENIZE_BATCH = 256
+
+
+def _check_data_config(data_config):
+    if data_config.overlength not in OVERLENGTH_ACTIONS:
+        raise UserError(
+            f"data.overlength must be one of {', '.join(OVERLENGTH_ACTIONS)}, not {data_config.overlength!r}")
+    # The tag, one piece and eos must fit.
+    if data_config.max_length < 3:
+        raise UserError(f"data.max_length={data_config.max_length} is too small (at least 3)")
+
+
+def _bucket_lengths(data_config):
+    """Padded lengths of the buckets, ascending; the last is data.max_length."""
+    max_length = data_config.max_length
+    inner = sorted({int(b) for b in data_config.bucket_boundaries if 0 < int(b) < max_length})
+    return inner + [max_length]
+
+
+def _source_prefix(tokenizers, data_config, target_language):
+    if data_config.target_language_tag:
+        return [tokenizers.source.language_tag_id(target_language)]
+    return []
+
+
+def _with_specials(pieces, prefix, suffix, max_length=None):
+    """prefix + pieces + suffix per row of a ragged [B, None]; pieces are cut so a row holds at most
+    max_length ids (no cut when None)."""
+    if max_length is not None:
+        pieces = pieces[:, : max_length - len(prefix) - len(suffix)]
+    nrows = pieces.nrows()
+    parts = [pieces]
+    if prefix:
+        parts.insert(0, tf.RaggedTensor.from_tensor(tf.tile(tf.constant([prefix], tf.int32), [nrows, 1])))
+    if suffix:
+        parts.append(tf.RaggedTensor.from_tensor(tf.tile(tf.constant([suffix], tf.int32), [nrows, 1])))
+    return tf.concat(parts, axis=1) if len(parts) > 1 else pieces
+
+
+def _tokenize_pairs(batch, tokenizers, prefix, max_length):
+    """Source and target pieces of a batch of raw pairs, and which pairs exceed max_length."""
+    source = tokenizers.source.tokenize(batch["source"])
+    target = tokenizers.target.tokenize(batch["target"])
+    # Source: [tag] + pieces + eos; decoder input / labels: one special each (bos / eos).
+    overlength = tf.logical_or(
+        source.row_lengths() + len(prefix) + 1 > max_length,
+        target.row_lengths() + 1 > max_length)
+    return source, target, overlength
+
+
+def _language_ids(languages, source_languages):
+    known = tf.constant(list(source_languages), tf.string)
+    matches = tf.equal(tf.expand_dims(languages, -1), known)
+    found = tf.reduce_any(matches, axis=-1)
+    check = tf.debugging.Assert(
+        tf.reduce_all(found),
+        [f"source_language not among the pair's source languages {list(source_languages)}:",
+         tf.boolean_mask(languages, tf.logical_not(found))])
+    with tf.control_dependencies([check]):
+        return tf.cast(tf.argmax(tf.cast(matches, tf.int32), axis=-1), tf.int32)
+
+
+def encode_source(strings, tokenizers, data_config, target_language):
+    """tf.string [B] -> int32 ragged [B, None]: [<2tgt>] + pieces + [eos], the encoder input.
+
+    Sources longer than data.max_length are truncated (keeping eos): no model has been trained on
+    longer ones. Used by decoding and export, so they feed exactly what training fed.
+    """
+    prefix = _source_prefix(tokenizers, data_config, target_language)
+    pieces = tokenizers.source.tokenize(strings)
+    return _with_specials(pieces, prefix, [EOS_ID], data_config.max_length)
+
+
+def length_report(examples, tokenizers, data_config, *, target_language):
+    """How many pairs of ``examples`` exceed data.max_length, and what the pipeline does to them.
+
+    Returns {"examples": n, "overlength": k, "action": "drop" | "truncate"}.
+    """
+    _check_data_config(data_config)
+    prefix = _source_prefix(tokenizers, data_config, target_language)
+
+    def count(batch):
+        _, _, overlength = _tokenize_pairs(batch, tokenizers, prefix, data_config.max_length)
+        return tf.size(overlength, tf.int64), tf.reduce_sum(tf.cast(overlength, tf.int64))
+
+    total, overlength = (
+        examples.batch(TOKENIZE_BATCH)
+        .map(count, num_parallel_calls=tf.data.AUTOTUNE)
+        .reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+                lambda acc, x: (acc[0] + x[0], acc[1] + x[1])))
+    return {"examples": int(total), "overlength": int(overlength), "action": data_config.overlength}
+
+
+def make_dataset(examples, tokenizers, data_config, *, target_language, source_languages, training,
+                 input_context=None, seed=0):
+    """Batches of a split for training (training=True) or validation loss (training=False).
+
+    examples: a dataset of {"source", "target", "source_language"} tf.string scalars
+      (``corpus.load_split``).
+    input_context: from ``strategy.distribute_datasets_from_function``; the dataset is then this
+      input pipeline's shard, and the token budget is per replica.
+    training: shuffle (seeded by ``seed``, reshuffled every pass). The dataset is never repeated:
+      one iteration is one pass (the trainer repeats). Validation keeps the order of ``examples``.
+    """
+    _check_data_config(data_config)
+    if not source_languages:
+        raise UserError("make_dataset needs the pair's source languages")
+    prefix = _source_prefix(tokenizers, data_config, target_language)
+    max_length = data_config.max_length
+    truncate = data_config.overlength == "truncate"
+
+    budget = data_config.tokens_per_batch
+    if input_context is not None:
+        budget //= input_context.num_replicas_in_sync
+        # Shard the raw examples, before shuffling and tokenizing, so each pipeline does 1/N of it.
+        if input_context.num_input_pipelines > 1:
+            examples = examples.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if budget < max_length:
+        raise UserError(
+            f"data.tokens_per_batch={data_config.tokens_per_batch} ({budget} per replica) is smaller "
+            f"than data.max_length={max_length}: raise tokens_per_batch or lower max_length")
+    lengths = _bucket_lengths(data_config)
+
+    if training:
+        examples = examples.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def encode(batch):
+        source, target, overlength = _tokenize_pairs(batch, tokenizers, prefix, max_length)
+        cut = max_length if truncate else None
+        features = {
+            "encoder_token_ids": _with_specials(source, prefix, [EOS_ID], cut),
+            "decoder_token_ids": _with_specials(target, [BOS_ID], [], cut),
+            "target_token_ids": _with_specials(target, [], [EOS_ID], cut),
+            "source_language_id": _language_ids(batch["source_language"], source_languages),
+        }
+        if not truncate:
+            keep = tf.logical_not(overlength)
+            features = {key: tf.ragged.boolean_mask(value, keep) for key, value in features.items()}
+        return features
+
+    bucket_lengths = tf.constant(lengths, tf.int64)
+    bucket_batch_sizes = tf.constant([budget // length for length in lengths], tf.int64)
+
+    def bucket(features):
+        longer = tf.maximum(tf.size(features["encoder_token_ids"], tf.int64),
+                            tf.size(features["target_token_ids"], tf.int64))
+        # The first bucket whose length holds the longer side.
+        return tf.reduce_sum(tf.cast(longer > bucket_lengths, tf.int64))
+
+    def pad_to_bucket(features, length):
+        return {key: value.to_tensor(shape=tf.stack([value.nrows(), length]))
+                if isinstance(value, tf.RaggedTensor) else value
+                for key, value in features.items()}
+
+    def batch_bucket(key, window):
+        length = tf.gather(bucket_lengths, key)
+        return window.batch(tf.gather(bucket_batch_sizes, key)).map(lambda f: pad_to_bucket(f, length))
+
+    # Tokenize 256 pairs per op call, then regroup the pairs by length. Batching a bucket's ragged
+    # elements and padding the batch costs one op per batch instead of one per pair.
+    dataset = (
+        examples.batch(TOKENIZE_BATCH)
+        .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+        .group_by_window(bucket, batch_bucket, window_size_func=lambda key: tf.gather(bucket_batch_sizes, key)))
+    return dataset.prefetch(tf.data.AUTOTUNE)
