@@ -17,6 +17,7 @@ setuptools.setup(
         # tensorflow-datasets needs it to prepare datasets on Python 3.11 but does not declare it.
         "importlib_resources",
         "sacrebleu==2.6.0",
+        "tensorboard==2.21.0",
         "sentencepiece==0.2.3",
         "absl-py",
         "ml_collections",

@@ -8,7 +8,10 @@ which beam search tiles to ``batch * beam`` rows and reorders with ``tf.gather``
 
 import tensorflow as tf
 
+from xling_zoo.data.corpus import Pair
+from xling_zoo.data.pipeline import encode_source
 from xling_zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from xling_zoo.errors import UserError
 
 NEG_INF = -1e9
 
@@ -143,3 +146,44 @@ def _to_fixed_width(tokens, width):
     """Pads an early-stopped [batch, n <= width] result to [batch, width]."""
     tokens = tf.pad(tokens, [[0, 0], [0, width - tf.shape(tokens)[1]]], constant_values=PAD_ID)
     return tf.ensure_shape(tokens, [None, width]) if isinstance(width, int) else tokens
+
+
+class Translator(tf.Module):
+    """Raw strings in, translations out, in one graph: tokenize, decode, detokenize.
+
+    Evaluation, the translate CLI and the SavedModel export all call ``translate``, so what is
+    measured is what is served.
+    """
+
+    def __init__(self, model, tokenizers, config, beam_size=None, max_decode_length=None, jit_compile=False):
+        super().__init__(name="translator")
+        self.model = model
+        self.tokenizers = tokenizers
+        self.data_config = config.data
+        self.target_language = Pair.parse(config.pair).target_language
+        self.beam_size = int(beam_size or config.eval.beam_size)
+        if self.beam_size < 1:
+            raise UserError(f"--beam_size must be >= 1, got {self.beam_size}")
+        self.max_decode_length = int(max_decode_length or config.eval.max_decode_length)
+        self.length_penalty = float(config.eval.length_penalty)
+        self._decode_ids = tf.function(self._decode_ids_eager, jit_compile=jit_compile, reduce_retracing=True)
+
+    def _decode_ids_eager(self, encoder_token_ids):
+        return decode(self.model, encoder_token_ids, self.max_decode_length, self.beam_size, self.length_penalty)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def translate(self, sentences):
+        ids = encode_source(sentences, self.tokenizers, self.data_config, self.target_language)
+        output = self._decode_ids(ids.to_tensor(default_value=PAD_ID))
+        return self.tokenizers.target.detokenize(output)
+
+    def translate_all(self, sentences, batch_size=64):
+        """Python list in, list out; batches sentences of similar length together for speed."""
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        results = [None] * len(sentences)
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            batch = tf.constant([sentences[i] for i in index], tf.string)
+            for i, text in zip(index, self.translate(batch).numpy()):
+                results[i] = text.decode("utf-8")
+        return results

@@ -1,0 +1,54 @@
+import pytest
+
+from xling_zoo import config as config_lib
+from xling_zoo.errors import UserError
+
+
+@pytest.fixture
+def config():
+    return config_lib.load_config("lstm_seq2seq")
+
+
+def test_every_model_has_a_config_file():
+    from xling_zoo.registry import list_models
+
+    for name in list_models():
+        assert config_lib.load_config(name).model_name == name
+
+
+def test_overrides_keep_the_field_type(config):
+    for assignment in ["train.steps=7", "train.learning_rate=1e-3", "train.max_minutes=2",
+                       "model.attention=false", "data.bucket_boundaries=(4, 8)", "pair=en-nl"]:
+        config_lib.apply_override(config, assignment)
+    assert config.train.steps == 7 and config.train.learning_rate == 1e-3
+    assert config.train.max_minutes == 2.0 and isinstance(config.train.max_minutes, float)
+    assert config.model.attention is False
+    assert config.data.bucket_boundaries == (4, 8)
+    assert config.pair == "en-nl"
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.stepz=3", "unknown key 'train.stepz'.*steps"),
+    ("trian.steps=3", "has no section 'trian'"),
+    ("train.steps", "not of the form key=value"),
+    ("train.steps=many", "takes a int"),
+    ("model.attention=maybe", "takes true or false"),
+])
+def test_bad_overrides_are_clear_errors(config, assignment, message):
+    with pytest.raises(UserError, match=message):
+        config_lib.apply_override(config, assignment)
+
+
+def test_json_round_trip_and_compatibility(config):
+    copy = config_lib.from_json(config_lib.to_json(config))
+    assert copy.to_dict() == config.to_dict()
+    assert config_lib.incompatible_keys(config, copy) == []
+    config_lib.apply_override(copy, "train.steps=3")  # Training length may change on resume.
+    assert config_lib.incompatible_keys(config, copy) == []
+    config_lib.apply_override(copy, "model.units=64")
+    assert config_lib.incompatible_keys(config, copy) == ["model"]
+
+
+def test_missing_config_file():
+    with pytest.raises(UserError, match="does not exist"):
+        config_lib.load_config("lstm_seq2seq", "/nonexistent/config.py")

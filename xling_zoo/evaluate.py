@@ -1,0 +1,95 @@
+"""Evaluation with sacreBLEU: BLEU, chrF and TER, with their signatures, against a copy-the-source floor.
+
+``python -m xling_zoo.evaluate --workdir=DIR [--split=test] [--beam_size=N]`` translates a split with
+the run's best checkpoint, writes the hypotheses next to the metrics, and writes ``metrics.json``
+(test) or ``metrics_<split>.json`` (other splits).
+"""
+
+import json
+import pathlib
+import time
+
+import sacrebleu
+
+from xling_zoo import workdir as workdir_lib
+from xling_zoo.data import corpus
+from xling_zoo.decode import Translator
+from xling_zoo.errors import UserError
+
+
+def score(hypotheses, references, target_language):
+    """sacreBLEU BLEU, chrF and TER of ``hypotheses`` against one reference each."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    metrics = {
+        # trg_lang picks sacreBLEU's tokenizer for the language (e.g. zh, ja, ko).
+        "bleu": sacrebleu.metrics.BLEU(trg_lang=target_language),
+        "chrf": sacrebleu.metrics.CHRF(),
+        "ter": sacrebleu.metrics.TER(),
+    }
+    result = {"signatures": {}}
+    for name, metric in metrics.items():
+        result[name] = round(metric.corpus_score(hypotheses, [references]).score, 2)
+        result["signatures"][name] = str(metric.get_signature())
+    return result
+
+
+def evaluate_run(workdir, split="test", beam_size=None, max_examples=0):
+    """Translates ``split`` with the run's best weights and writes hypotheses and metrics."""
+    if split not in corpus.SPLITS:
+        raise UserError(f"--split={split!r} is not one of {', '.join(corpus.SPLITS)}")
+    run = workdir_lib.load_run(workdir)
+    config = run.config
+    translator = Translator(run.model, run.tokenizers, config, beam_size=beam_size)
+    examples = corpus.read_split(config.corpus, run.pair, split, data_dir=config.data_dir or None)
+    if max_examples:
+        examples = examples[:max_examples]
+    if not examples:
+        raise UserError(f"the {split} split of {config.corpus} {config.pair} is empty")
+    sources = [e["source"] for e in examples]
+    references = [e["target"] for e in examples]
+    start = time.time()
+    hypotheses = translator.translate_all(sources, batch_size=config.eval.batch_size)
+    seconds = time.time() - start
+
+    target = run.pair.target_language
+    metrics = score(hypotheses, references, target)
+    metrics["copy_source"] = {k: v for k, v in score(sources, references, target).items() if k != "signatures"}
+    metrics.update({
+        "split": split,
+        "examples": len(examples),
+        "decoding": {"beam_size": translator.beam_size, "length_penalty": translator.length_penalty,
+                     "max_decode_length": translator.max_decode_length, "seconds": round(seconds, 1)},
+        "checkpoint": str(run.checkpoint),
+    })
+    suffix = "" if split == "test" else f"_{split}"
+    hypotheses_path = run.workdir / f"hypotheses{suffix}.beam{translator.beam_size}.txt"
+    workdir_lib.write_atomically(hypotheses_path, "".join(h.replace("\n", " ") + "\n" for h in hypotheses))
+    metrics["hypotheses"] = hypotheses_path.name
+    if split == "test":
+        workdir_lib.update_metrics(run.workdir, metrics)
+    else:
+        workdir_lib.write_atomically(run.workdir / f"metrics{suffix}.json", json.dumps(metrics, indent=2))
+    return metrics
+
+
+def main(argv):
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    metrics = evaluate_run(FLAGS.workdir, split=FLAGS.split, beam_size=FLAGS.beam_size,
+                           max_examples=FLAGS.max_examples)
+    summary = {k: metrics[k] for k in ("split", "examples", "bleu", "chrf", "ter", "copy_source")}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    from absl import flags
+
+    from xling_zoo import cli
+
+    flags.DEFINE_string("workdir", None, "Run directory to evaluate.", required=True)
+    flags.DEFINE_string("split", "test", "Split to translate: train, validation or test.")
+    flags.DEFINE_integer("beam_size", None, "Beam width (default: the run's eval.beam_size; 1 = greedy).")
+    flags.DEFINE_integer("max_examples", 0, "Translate only the first N sentences (0 = all).")
+    cli.run(main)

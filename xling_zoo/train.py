@@ -1,0 +1,58 @@
+"""Train a registered model: ``python -m xling_zoo.train --model=lstm_seq2seq``.
+
+With no other flag it trains on the built-in corpus (en-de) into runs/<model>-<pair>/; rerunning the
+same command resumes from the latest checkpoint. The loop itself is ``trainer.train_and_evaluate``.
+"""
+
+from absl import flags
+
+from xling_zoo import cli  # noqa: F401  (sets TF log level before TF loads)
+from xling_zoo import config as config_lib
+from xling_zoo.registry import list_models
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "lstm_seq2seq", "Registered model name (see --list_models).")
+flags.DEFINE_bool("list_models", False, "List the registered models and exit.")
+flags.DEFINE_string("config", None, "Config file (default: configs/<model>.py).")
+flags.DEFINE_multi_string("set", [], "Config override key=value, repeatable: --set=train.steps=100.")
+flags.DEFINE_string("workdir", None, "Run directory (default: runs/<model>-<pair>).")
+flags.DEFINE_string("corpus", None, "Corpus spec: builtin | tfds:NAME/CONFIG | tsv:PATH | text:PREFIX.")
+flags.DEFINE_string("pair", None, "Language pair SRC-TGT (or SRC1,SRC2-TGT).")
+flags.DEFINE_string("data_dir", None, "Prepared-data directory (default $XLING_ZOO_DATA_DIR or ~/.cache/xling_zoo).")
+flags.DEFINE_integer("max_train_examples", None, "Train on this many pairs only (deterministic subsample).")
+flags.DEFINE_integer("steps", None, "Total training steps (overrides epochs).")
+flags.DEFINE_integer("epochs", None, "Passes over the training data.")
+flags.DEFINE_float("max_minutes", None, "Wall-clock training budget in minutes (0 = none).")
+flags.DEFINE_integer("seed", None, "Random seed.")
+flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy.")
+flags.DEFINE_enum("mixed_precision", None, ["float32", "mixed_bfloat16", "mixed_float16"], "Precision policy.")
+flags.DEFINE_bool("jit_compile", None, "XLA-compile the training step.")
+
+# Flags that are shortcuts for config fields.
+FLAG_TO_CONFIG = {
+    "corpus": "corpus", "pair": "pair", "data_dir": "data_dir", "max_train_examples": "max_train_examples",
+    "steps": "train.steps", "epochs": "train.epochs", "max_minutes": "train.max_minutes", "seed": "train.seed",
+    "strategy": "train.strategy", "mixed_precision": "train.mixed_precision", "jit_compile": "train.jit_compile",
+}
+
+
+def config_from_flags():
+    overrides = [f"{key}={getattr(FLAGS, name)}" for name, key in FLAG_TO_CONFIG.items()
+                 if getattr(FLAGS, name) is not None]
+    return config_lib.load_config(FLAGS.model, FLAGS.config, overrides + list(FLAGS.set))
+
+
+def main(argv):
+    if FLAGS.list_models:
+        print("\n".join(list_models()))
+        return
+    config = config_from_flags()
+    workdir = FLAGS.workdir or f"runs/{config.model_name}-{config.pair.replace(',', '+')}"
+    from xling_zoo import trainer  # Imported late: --list_models and flag errors stay fast.
+
+    trainer.train_and_evaluate(config, workdir)
+    print(f"Run directory: {workdir}\nNext: python -m xling_zoo.evaluate --workdir={workdir}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,44 @@
+"""Translate lines from stdin to stdout with a trained run: ``python -m xling_zoo.translate --workdir=DIR``.
+
+One output line per input line (an empty line stays empty), in order.
+"""
+
+import sys
+
+from absl import flags
+
+from xling_zoo import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Run directory (trained with python -m xling_zoo.train).", required=True)
+flags.DEFINE_integer("beam_size", None, "Beam width (default: the run's eval.beam_size; 1 = greedy).")
+flags.DEFINE_integer("batch_size", 64, "Sentences translated together.")
+
+
+def translate_lines(run, lines, beam_size=None, batch_size=64):
+    from xling_zoo.decode import Translator
+
+    translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size)
+    texts = [line.rstrip("\n") for line in lines]
+    nonempty = [i for i, t in enumerate(texts) if t.strip()]
+    outputs = [""] * len(texts)
+    for i, translation in zip(nonempty, translator.translate_all([texts[i] for i in nonempty], batch_size)):
+        outputs[i] = translation
+    return outputs
+
+
+def main(argv):
+    from xling_zoo.errors import UserError
+    from xling_zoo.workdir import load_run
+
+    run = load_run(FLAGS.workdir)  # Before reading stdin: a bad --workdir fails at once.
+    lines = sys.stdin.readlines()
+    if not any(line.strip() for line in lines):
+        raise UserError("stdin is empty: pipe the sentences to translate, one per line "
+                        f"(echo 'Save the file' | python -m xling_zoo.translate --workdir={FLAGS.workdir})")
+    for translation in translate_lines(run, lines, FLAGS.beam_size, FLAGS.batch_size):
+        print(translation)
+
+
+if __name__ == "__main__":
+    cli.run(main)
