@@ -58,7 +58,7 @@ def shrink(config, corpus):
     from xling_zoo import config as config_lib
 
     for assignment in [
-        f"corpus={corpus}", "tokenizer.vocab_size=400", "data.tokens_per_batch=1024",
+        f"corpus={corpus}", "tokenizer.vocab_size=330", "data.tokens_per_batch=1024",
         "data.max_length=48", "data.bucket_boundaries=(24, 48)", "train.steps=6", "train.warmup_steps=2",
         "train.eval_every_steps=3", "train.max_minutes=0.0", "eval.validation_bleu_examples=16",
         "eval.max_decode_length=48",

@@ -21,6 +21,14 @@ def _length_penalty(length, alpha):
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
 
+def _forbid_special(logits):
+    """PAD and BOS are never outputs: a model that predicts them would corrupt the cache (PAD is
+    masked out of teacher forcing), so they get -inf before argmax/top-k."""
+    vocab = tf.shape(logits)[-1]
+    banned = tf.reduce_sum(tf.one_hot([PAD_ID, BOS_ID], vocab, dtype=logits.dtype), 0)
+    return logits + banned * tf.cast(NEG_INF, logits.dtype)
+
+
 def greedy_search(model, encoder_token_ids, max_length):
     """Cached greedy decoding. Returns int32 [batch, max_length]: tokens, eos, then padding."""
     batch = tf.shape(encoder_token_ids)[0]
@@ -32,7 +40,7 @@ def greedy_search(model, encoder_token_ids, max_length):
 
     def body(i, tokens, state, finished, output):
         logits, state = model.decode_step(tokens, state, i)
-        next_tokens = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        next_tokens = tf.argmax(_forbid_special(logits), axis=-1, output_type=tf.int32)
         next_tokens = tf.where(finished, PAD_ID, next_tokens)
         output = tf.where(tf.range(max_length)[None, :] == i, next_tokens[:, None], output)
         return i + 1, next_tokens, state, finished | tf.equal(next_tokens, EOS_ID), output
@@ -56,7 +64,7 @@ def uncached_greedy_search(model, encoder_token_ids, max_length):
 
     def body(i, prefix, finished):
         logits = model({"encoder_token_ids": encoder_token_ids, "decoder_token_ids": prefix}, training=False)
-        next_tokens = tf.argmax(logits[:, -1, :], axis=-1, output_type=tf.int32)
+        next_tokens = tf.argmax(_forbid_special(logits[:, -1, :]), axis=-1, output_type=tf.int32)
         next_tokens = tf.where(finished, PAD_ID, next_tokens)
         return i + 1, tf.concat([prefix, next_tokens[:, None]], 1), finished | tf.equal(next_tokens, EOS_ID)
 
@@ -89,7 +97,7 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
 
     def body(i, tokens, state, scores, lengths, finished, sequences):
         logits, state = model.decode_step(tokens, state, i)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        log_probs = tf.nn.log_softmax(_forbid_special(tf.cast(logits, tf.float32)))
         vocab = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(log_probs, [batch, k, vocab])
         # A finished hypothesis may only continue with PAD, at no cost.

@@ -1,0 +1,140 @@
+"""The training loop end to end on the tiny corpus: train, resume, refuse, evaluate, translate."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from xling_zoo import config as config_lib
+from xling_zoo import evaluate, trainer, workdir as workdir_lib
+from xling_zoo.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_tsv):
+    from tests.conftest import shrink
+
+    config = shrink(config_lib.load_config("lstm_seq2seq"), tiny_tsv)
+    for assignment in ["model.embedding_dim=16", "model.units=16"]:
+        config_lib.apply_override(config, assignment)
+    workdir = tmp_path_factory.mktemp("runs") / "lstm"
+    metrics = trainer.train_and_evaluate(config, workdir)
+    return config, workdir, metrics
+
+
+def test_run_directory_holds_everything(trained_run):
+    config, workdir, metrics = trained_run
+    for name in ["config.json", "tokenizer", "checkpoints", "checkpoints/best", "logs/train", "metrics.json"]:
+        assert (workdir / name).exists(), name
+    assert metrics["step"] == config.train.steps == 6
+    assert len(metrics["history"]) == 2  # eval_every_steps=3
+    record = metrics["history"][-1]
+    for key in ["train_loss", "validation_loss", "validation_bleu", "target_tokens_per_second"]:
+        assert key in record
+    assert metrics["data"]["train"]["examples"] == 1200
+
+
+def test_rerun_resumes_from_the_latest_checkpoint(trained_run):
+    config, workdir, _ = trained_run
+    config = config.copy_and_resolve_references()
+    config.train.steps = 9
+    metrics = trainer.train_and_evaluate(config, workdir)
+    assert metrics["step"] == 9
+    assert [h["step"] for h in metrics["history"]] == [3, 6, 9]
+
+
+def test_incompatible_config_is_refused_and_nothing_changes(trained_run):
+    config, workdir, _ = trained_run
+    before = (workdir / "config.json").read_text()
+    checkpoints = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    other = config.copy_and_resolve_references()
+    other.model.units = 32
+    with pytest.raises(UserError, match="different model"):
+        trainer.train_and_evaluate(other, workdir)
+    assert (workdir / "config.json").read_text() == before
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == checkpoints
+
+
+def test_workdir_that_is_a_file_or_a_foreign_directory(tmp_path, tiny_config):
+    config = tiny_config("lstm_seq2seq")
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    with pytest.raises(UserError, match="is a file"):
+        workdir_lib.prepare(config, a_file)
+    assert a_file.read_text() == "keep me"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not a run directory"):
+        workdir_lib.prepare(config, foreign)
+
+
+def test_workdir_of_another_model_is_refused(trained_run):
+    config, workdir, _ = trained_run
+    other = config.copy_and_resolve_references()
+    other.model_name = "transformer"
+    with pytest.raises(UserError, match="holds a 'lstm_seq2seq' run"):
+        workdir_lib.prepare(other, workdir)
+
+
+def test_evaluate_writes_sacrebleu_metrics_and_the_copy_floor(trained_run):
+    _, workdir, _ = trained_run
+    metrics = evaluate.evaluate_run(workdir, split="test", beam_size=2, max_examples=20)
+    for key in ["bleu", "chrf", "ter", "signatures", "copy_source"]:
+        assert key in metrics
+    assert set(metrics["signatures"]) == {"bleu", "chrf", "ter"}
+    assert "nrefs:1" in metrics["signatures"]["bleu"]
+    saved = json.loads((workdir / "metrics.json").read_text())
+    assert saved["bleu"] == metrics["bleu"] and "history" in saved  # Merged, not overwritten.
+    assert len((workdir / metrics["hypotheses"]).read_text().splitlines()) == 20
+    validation = evaluate.evaluate_run(workdir, split="validation", max_examples=5)
+    assert (workdir / "metrics_validation.json").exists() and validation["split"] == "validation"
+
+
+def test_evaluate_without_a_checkpoint_is_a_clear_error(tmp_path, tiny_config):
+    config = tiny_config("lstm_seq2seq")
+    workdir_lib.prepare(config, tmp_path / "empty_run")
+    with pytest.raises(UserError, match="tokenizer|no checkpoint"):
+        evaluate.evaluate_run(tmp_path / "empty_run")
+    with pytest.raises(UserError, match="is not one of"):
+        evaluate.evaluate_run(tmp_path / "empty_run", split="dev")
+
+
+def run_cli(module, *args, stdin=""):
+    return subprocess.run([sys.executable, "-m", f"xling_zoo.{module}", *args], input=stdin,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_translate_cli(trained_run):
+    _, workdir, _ = trained_run
+    done = run_cli("translate", f"--workdir={workdir}", stdin="The red user opens the file.\n\nThe old window closes a big picture.\n")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+    empty = run_cli("translate", f"--workdir={workdir}", stdin="")
+    assert empty.returncode == 2 and "stdin is empty" in empty.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model=nope"], "unknown model 'nope'; registered models: "),
+    (["--set=train.stepz=1"], "unknown key 'train.stepz'"),
+    (["--set=train.steps=lots"], "takes a int"),
+    (["--strategy=gpus"], "gpus"),
+])
+def test_train_cli_bad_input(args, message, tmp_path):
+    done = run_cli("train", f"--workdir={tmp_path / 'run'}", *args)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_translate_cli_missing_run(tmp_path):
+    done = run_cli("translate", f"--workdir={tmp_path / 'nothing'}", stdin="hello\n")
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_list_models_cli():
+    done = run_cli("train", "--list_models")
+    assert done.returncode == 0 and "lstm_seq2seq" in done.stdout.split()
