@@ -271,9 +271,9 @@ def train_and_evaluate(config, workdir, transfer=None):
         else:
             optimizer = make_optimizer(config.train)
         optimizer.build(model.trainable_variables)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        checkpoint = tf.train.Checkpoint(model=workdir_lib.checkpointed(model), optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, str(save_dir), config.train.keep_checkpoints)
-        best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
+        best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=workdir_lib.checkpointed(model)),
                                                   str(save_dir / "best"), max_to_keep=1)
         if latest is not None:
             checkpoint.restore(latest).assert_existing_objects_matched()

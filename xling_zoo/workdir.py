@@ -139,10 +139,17 @@ def latest_checkpoint(workdir, which="best"):
     return (best or latest) if which == "best" else latest
 
 
+def checkpointed(model):
+    """What checkpoints hold of ``model``: every weight, by its position in ``model.weights`` (fixed by
+    the config). ``tf.train.Checkpoint(model=model)`` would silently miss the weights of Keras 3 layers
+    kept in Python lists (``self.encoder_layers = [...]``): TF's object graph does not see into them."""
+    return list(model.weights)
+
+
 def restore_model(model, checkpoint_path):
     """Restores model weights only; a shape or structure mismatch is a UserError naming the file."""
     try:
-        status = tf.train.Checkpoint(model=model).restore(checkpoint_path)
+        status = tf.train.Checkpoint(model=checkpointed(model)).restore(checkpoint_path)
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (ValueError, AssertionError, tf.errors.OpError) as e:
