@@ -181,6 +181,8 @@ class Translator(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def translate(self, sentences):
+        # The same whitespace normalisation as the corpora: the tokenizer itself keeps whitespace.
+        sentences = tf.strings.strip(tf.strings.regex_replace(sentences, r"\s+", " "))
         ids = encode_source(sentences, self.tokenizers, self.data_config, self.target_language)
         output = self._decode_ids(ids.to_tensor(default_value=PAD_ID))
         return self.tokenizers.target.detokenize(output)

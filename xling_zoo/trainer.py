@@ -34,7 +34,9 @@ def make_strategy(train_config):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # All local GPUs; on a machine without any, all (logical) CPU devices — how tests run it.
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multi_worker":
         # Reads the cluster from the TF_CONFIG environment variable.
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -292,8 +294,9 @@ def train_and_evaluate(config, workdir, transfer=None):
     best_bleu = max((h["validation_bleu"] for h in history), default=-1.0)
     since_best = previous.get("evaluations_since_best", 0)
     writers = {name: tf.summary.create_file_writer(str(workdir / "logs" / name)) for name in ("train", "validation")}
-    workdir_lib.update_metrics(workdir, {"data": {"train": length_report, "steps_per_epoch": steps_per_epoch},
-                                         "total_steps": total_steps})
+    if chief:
+        workdir_lib.update_metrics(workdir, {"data": {"train": length_report, "steps_per_epoch": steps_per_epoch},
+                                             "total_steps": total_steps})
 
     start_time = time.time()
     step = int(optimizer.iterations)

@@ -72,3 +72,13 @@ def test_bad_configs_are_clear_errors():
     config.units = 8
     with pytest.raises(UserError, match="one source language"):
         LSTMSeq2Seq.validate_config(config, VOCAB, Pair.parse("de,fr-en"))
+
+
+def test_weight_paths_are_the_same_in_every_instance():
+    """Transfer and checkpoints address weights by path: no auto-numbered layer names."""
+    paths = []
+    for _ in range(2):
+        model = tiny_model(bidirectional=True, attention=True, num_layers=2)
+        model(model.dummy_inputs())
+        paths.append([v.path for v in model.weights])
+    assert paths[0] == paths[1]

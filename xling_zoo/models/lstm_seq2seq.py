@@ -47,8 +47,10 @@ class LSTMSeq2Seq(Seq2SeqTask):
         self.encoder_layers = []
         for i in range(num_layers):
             if bidirectional:
+                # Named inner layer: Bidirectional derives forward_/backward_ names from it, and an
+                # auto-numbered name would differ between two instances (breaking transfer by path).
                 layer = keras.layers.Bidirectional(
-                    keras.layers.LSTM(units // 2, return_sequences=True, return_state=True),
+                    keras.layers.LSTM(units // 2, return_sequences=True, return_state=True, name="lstm"),
                     name=f"encoder_lstm_{i}")
             else:
                 layer = keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"encoder_lstm_{i}")
