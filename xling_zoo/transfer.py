@@ -1,0 +1,438 @@
+"""Cross-lingual transfer: start a child run on a low-resource pair from a trained parent run.
+
+``python -m xling_zoo.transfer --parent=runs/lstm_seq2seq-en-de --pair=en-nl --workdir=runs/child``
+loads the parent's config, best weights and tokenizer, builds the child config (the parent's, with
+the pair, corpus and overrides changed; the ``model`` section stays the parent's), writes the
+child's tokenizer, and trains with the one training loop, ``trainer.train_and_evaluate``, passing it
+a ``Transfer`` object as its ``transfer`` hook. The child directory is an ordinary run directory;
+rerunning the same command resumes it.
+
+Vocabulary (``vocab``):
+  parent  keep the parent's subword vocabulary ("trivial transfer", Kocmi & Bojar 2018); a missing
+          language tag (``<2nl>``) is appended with ``SubwordTokenizer.add_pieces``.
+  child   train a new SentencePiece model on the child's training data (the parent's tokenizer
+          settings unless overridden with ``--set=tokenizer.vocab_size=...``).
+Either way every weight that ``Task.vocab_axes()`` indexes by a vocabulary is remapped piece by
+piece: a piece the parent knows keeps the parent's row; a new language tag starts as the tag the
+parent was trained with; any other new piece starts as the mean of the parent rows of the pieces
+the parent tokenizer splits it into (the mean of all rows when that gives nothing). Every other
+weight is copied. Optimizer state is fresh. ``CHILD/transfer.json`` lists what was done.
+"""
+
+import dataclasses
+import json
+import pathlib
+import re
+
+import numpy as np
+
+from xling_zoo import config as config_lib
+from xling_zoo import workdir as workdir_lib
+from xling_zoo.data import corpus
+from xling_zoo.data.tokenizer import Tokenizers, language_tag, train_tokenizers
+from xling_zoo.errors import UserError
+
+VOCAB_MODES = ("parent", "child")
+TRANSFER_FILE = "transfer.json"
+# transfer.json keys that must not change when a child run is resumed: they fix its tokenizer and
+# the structure of its optimizer checkpoint.
+RESUME_KEYS = ("parent", "vocab", "freeze", "transferred_lr_multiplier")
+# New pieces listed by name in transfer.json (the counts are always complete).
+LISTED_NEW_PIECES = 50
+
+_LANGUAGE_TAG = re.compile(r"^<2[^<>\s]+>$")
+# Keras makes auto-generated layer names unique per process ("forward_lstm" -> "forward_lstm_1"),
+# so two builds of one model differ in these suffixes only.
+_UNIQUE_SUFFIX = re.compile(r"_\d+$")
+
+
+# === Vocabulary remapping ===
+
+@dataclasses.dataclass
+class VocabRemap:
+    """Where each row of a child vocabulary comes from.
+
+    parent_ids: int64 [child_size]: the parent id of each child piece, -1 for a new piece.
+    sources: {child id: [parent ids]} for new pieces: their row is the mean of these parent rows
+      (the mean of all parent rows when the list is empty).
+    kinds: {child id: "language_tag" | "pieces" | "mean"}: how each new row is initialised.
+    """
+
+    parent_size: int
+    child_size: int
+    parent_ids: np.ndarray
+    sources: dict
+    kinds: dict
+    new_pieces: list
+
+    @property
+    def kept(self):
+        return int(np.sum(self.parent_ids >= 0))
+
+    @property
+    def identity(self):
+        return self.parent_size == self.child_size and bool(np.all(self.parent_ids == np.arange(self.child_size)))
+
+    def summary(self):
+        counts = {kind: 0 for kind in ("language_tag", "pieces", "mean")}
+        for kind in self.kinds.values():
+            counts[kind] += 1
+        return {"parent_size": self.parent_size, "child_size": self.child_size, "kept": self.kept,
+                "new": self.child_size - self.kept, "new_initialised_from": counts,
+                "new_pieces": self.new_pieces[:LISTED_NEW_PIECES]}
+
+
+def _surface(piece):
+    # The tokenizer adds the word-initial "▁" itself (SentencePiece's dummy prefix).
+    return piece.replace("▁", " ").lstrip(" ")
+
+
+def remap_vocabulary(parent_tokenizer, child_tokenizer, parent_tags=()):
+    """The ``VocabRemap`` from ``parent_tokenizer``'s ids to ``child_tokenizer``'s.
+
+    parent_tags: language tags whose parent rows initialise a new language tag (the tags the parent
+      was trained with); when none of them exists, every tag of the parent vocabulary is used.
+    """
+    parent_pieces = parent_tokenizer.pieces()
+    parent_index = {piece: i for i, piece in enumerate(parent_pieces)}
+    child_pieces = child_tokenizer.pieces()
+    parent_ids = np.array([parent_index.get(p, -1) for p in child_pieces], np.int64)
+    tag_rows = [parent_index[t] for t in parent_tags if t in parent_index] or [
+        i for i, p in enumerate(parent_pieces) if _LANGUAGE_TAG.match(p)]
+
+    new_ids = [i for i in range(len(child_pieces)) if parent_ids[i] < 0]
+    sources, kinds = {}, {}
+    word_ids = [i for i in new_ids if not _LANGUAGE_TAG.match(child_pieces[i])]
+    if word_ids:
+        # One batched call: the in-graph tokenizer is slow per string.
+        split = parent_tokenizer.tokenize([_surface(child_pieces[i]) for i in word_ids]).to_list()
+    for i in new_ids:
+        if _LANGUAGE_TAG.match(child_pieces[i]):
+            sources[i], kinds[i] = list(tag_rows), "language_tag" if tag_rows else "mean"
+    for i, ids in zip(word_ids, split if word_ids else []):
+        # A word-internal piece is tokenized as a word: drop the lone "▁" the dummy prefix adds.
+        if ids and parent_pieces[ids[0]] == "▁" and not child_pieces[i].startswith("▁"):
+            ids = ids[1:]
+        ids = [j for j in ids if j != 1]  # <unk> carries no meaning (byte fallback makes it rare)
+        sources[i], kinds[i] = ids, "pieces" if ids else "mean"
+    return VocabRemap(parent_size=len(parent_pieces), child_size=len(child_pieces), parent_ids=parent_ids,
+                      sources=sources, kinds=kinds, new_pieces=[child_pieces[i] for i in new_ids])
+
+
+def remap_array(value, axis, remap):
+    """``value`` (a parent weight indexed by the parent vocabulary along ``axis``) re-indexed by the
+    child vocabulary: kept pieces keep their slice, new pieces get the mean of their sources'."""
+    value = np.asarray(value)
+    if value.shape[axis] != remap.parent_size:
+        raise UserError(f"a weight of shape {value.shape} has {value.shape[axis]} vocabulary entries along "
+                        f"axis {axis}, but the parent tokenizer has {remap.parent_size} pieces")
+    rows = np.moveaxis(value, axis, 0)
+    out = np.empty((remap.child_size,) + rows.shape[1:], rows.dtype)
+    kept = remap.parent_ids >= 0
+    out[kept] = rows[remap.parent_ids[kept]]
+    mean = rows.mean(axis=0)
+    for i, parents in remap.sources.items():
+        out[i] = rows[parents].mean(axis=0) if parents else mean
+    return np.moveaxis(out, 0, axis)
+
+
+# === Child tokenizers ===
+
+def child_tokenizers(parent_tokenizers, child_pair, vocab, tokenizer_config, train_examples=None, seed=1):
+    """The child's tokenizers: the parent's plus missing language tags (vocab="parent"), or new
+    ones trained on ``train_examples`` with ``tokenizer_config`` (vocab="child")."""
+    languages = sorted(set(child_pair.source_languages) | {child_pair.target_language})
+    if vocab == "child":
+        return train_tokenizers(train_examples, tokenizer_config, languages, seed=seed)
+    tags = [language_tag(lang) for lang in languages]
+    source = parent_tokenizers.source.add_pieces(tags)
+    if parent_tokenizers.joint:
+        return Tokenizers(source)
+    return Tokenizers(source, parent_tokenizers.target.add_pieces(tags))
+
+
+def _same_pieces(a, b):
+    return a.source.pieces() == b.source.pieces() and a.target.pieces() == b.target.pieces()
+
+
+# === The trainer's transfer hook ===
+
+def _structural(path):
+    return "/".join(_UNIQUE_SUFFIX.sub("", part) for part in path.split("/"))
+
+
+class Transfer:
+    """The ``transfer`` hook of ``trainer.train_and_evaluate``: initialize, freeze, lr_multipliers,
+    write_report (see its docstring).
+
+    Args:
+        parent: workdir.Run. The loaded parent run (config, tokenizers, restored model).
+        tokenizers: Tokenizers. The child's tokenizers.
+        vocab: str. "parent" or "child" (recorded in the report).
+        freeze: sequence of str. Layer groups (``Task.layer_groups()``) left untrained.
+        transferred_lr_multiplier: float. Learning-rate factor of the weights copied unchanged from
+            the parent; weights with new vocabulary rows train at the full rate.
+        child: dict. What the report says about the child (pair, corpus, ...).
+    """
+
+    def __init__(self, parent, tokenizers, vocab="parent", freeze=(), transferred_lr_multiplier=1.0, child=None):
+        self.parent = parent
+        self.tokenizers = tokenizers
+        self.vocab = vocab
+        self.freeze_groups = list(dict.fromkeys(freeze))
+        self.transferred_lr_multiplier = float(transferred_lr_multiplier)
+        self.child = dict(child or {})
+        groups = parent.model.layer_groups()
+        unknown = [g for g in self.freeze_groups if g not in groups]
+        if unknown:
+            raise UserError(f"--freeze: unknown layer group {', '.join(unknown)}; {parent.config.model_name} has "
+                            f"{', '.join(groups) or 'no groups'}")
+        if not self.transferred_lr_multiplier > 0:
+            raise UserError(f"--transferred_lr_multiplier must be > 0, got {transferred_lr_multiplier} "
+                            "(use --freeze to keep weights fixed)")
+
+        parent_tags = [language_tag(parent.pair.target_language)]
+        self.remaps = {"source": remap_vocabulary(parent.tokenizers.source, tokenizers.source, parent_tags)}
+        self.remaps["target"] = (self.remaps["source"] if parent.tokenizers.joint and tokenizers.joint else
+                                 remap_vocabulary(parent.tokenizers.target, tokenizers.target, parent_tags))
+        # The child values of every parent weight, in the parent model's weight order.
+        axes = parent.model.vocab_axes()
+        self._plan = []
+        for variable in parent.model.weights:
+            value = variable.numpy()
+            if variable.path in axes:
+                side, axis = axes[variable.path]
+                remap = self.remaps[side]
+                if not remap.identity:
+                    self._plan.append((variable.path, remap_array(value, axis, remap), (side, axis)))
+                    continue
+            self._plan.append((variable.path, value, None))
+
+    # --- Hooks ---------------------------------------------------------------------------------
+
+    def initialize(self, model):
+        """Sets every weight of ``model`` (a freshly built child) from the parent. Returns the report."""
+        weights = model.weights
+        if len(weights) != len(self._plan):
+            raise UserError(f"the child {model.name} has {len(weights)} weights, the parent "
+                            f"{len(self._plan)}: their model configs differ in structure")
+        for variable, (parent_path, value, _) in zip(weights, self._plan):
+            if _structural(variable.path) != _structural(parent_path):
+                raise UserError(f"the child's weight {variable.path} stands where the parent has {parent_path}: "
+                                "their model configs differ in structure")
+            if tuple(variable.shape) != value.shape:
+                raise UserError(f"the child's weight {variable.path} has shape {tuple(variable.shape)}, the "
+                                f"parent's {parent_path} gives {value.shape}: the model configs differ")
+        for variable, (_, value, _) in zip(weights, self._plan):
+            variable.assign(value)
+        return self._report(model)
+
+    def freeze(self, model):
+        for name in self._frozen_layers(model):
+            model.get_layer(name).trainable = False
+
+    def lr_multipliers(self, model):
+        """{variable path: multiplier} for the variables copied unchanged from the parent."""
+        if self.transferred_lr_multiplier == 1.0:
+            return {}
+        return {v.path: self.transferred_lr_multiplier for v in self._copied(model)}
+
+    def write_report(self, workdir, report):
+        workdir_lib.write_atomically(pathlib.Path(workdir) / TRANSFER_FILE, json.dumps(report, indent=2) + "\n")
+        print(format_report(report))
+
+    # --- Report --------------------------------------------------------------------------------
+
+    def settings(self):
+        """What a resumed child run must be started with again (see RESUME_KEYS)."""
+        return {"parent": str(self.parent.workdir.resolve()), "vocab": self.vocab, "freeze": self.freeze_groups,
+                "transferred_lr_multiplier": self.transferred_lr_multiplier}
+
+    def _frozen_layers(self, model):
+        groups = model.layer_groups()
+        return [name for group in self.freeze_groups for name in groups[group]]
+
+    def _copied(self, model):
+        return [v for v, (_, _, remapped) in zip(model.weights, self._plan) if remapped is None]
+
+    def _report(self, model):
+        remapped = {}
+        for variable, (_, _, how) in zip(model.weights, self._plan):
+            if how is not None:
+                side, axis = how
+                remap = self.remaps[side]
+                remapped[variable.path] = {"vocabulary": side, "axis": axis, "rows_kept": remap.kept,
+                                           "rows_new": remap.child_size - remap.kept}
+        frozen = [v.path for name in self._frozen_layers(model) for v in model.get_layer(name).weights]
+        vocabularies = ({"joint": self.remaps["source"].summary()} if self.remaps["source"] is self.remaps["target"]
+                        else {side: remap.summary() for side, remap in self.remaps.items()})
+        multipliers = {v.path: self.transferred_lr_multiplier for v in self._copied(model)
+                       if v.path not in frozen and self.transferred_lr_multiplier != 1.0}
+        return {
+            **self.settings(),
+            "parent_checkpoint": str(self.parent.checkpoint),
+            "parent_pair": self.parent.config.pair,
+            "model_name": self.parent.config.model_name,
+            "child": self.child,
+            "vocabularies": vocabularies,
+            "copied": [v.path for v in self._copied(model)],
+            "remapped": remapped,
+            "frozen": {"groups": self.freeze_groups, "variables": frozen},
+            "lr_multipliers": multipliers,
+        }
+
+
+def format_report(report):
+    """A few lines for the console."""
+    lines = [f"Transfer from {report['parent']} ({report['parent_pair']}) with --vocab={report['vocab']}:"]
+    for side, v in report["vocabularies"].items():
+        lines.append(f"  {side} vocabulary: {v['parent_size']} -> {v['child_size']} pieces, {v['kept']} kept, "
+                     f"{v['new']} new (initialised from: " +
+                     ", ".join(f"{k} {n}" for k, n in v["new_initialised_from"].items()) + ")")
+    lines.append(f"  copied {len(report['copied'])} weights; remapped {len(report['remapped'])}:")
+    for path, r in report["remapped"].items():
+        lines.append(f"    {path}: {r['rows_kept']} rows kept, {r['rows_new']} new ({r['vocabulary']}, axis {r['axis']})")
+    if report["frozen"]["groups"]:
+        lines.append(f"  frozen: {', '.join(report['frozen']['groups'])} ({len(report['frozen']['variables'])} weights)")
+    if report["lr_multipliers"]:
+        lines.append(f"  learning rate x{report['transferred_lr_multiplier']} for {len(report['lr_multipliers'])} "
+                     "transferred weights")
+    return "\n".join(lines)
+
+
+# === The child config and run ===
+
+def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_train_examples=None,
+                      overrides=(), model_name=None):
+    """The parent's config with the child's pair, corpus and overrides; the model stays the parent's."""
+    parent_model = parent_config.model_name
+    if model_name and model_name != parent_model:
+        raise UserError(f"--model={model_name}, but the parent is a {parent_model} run: a parent is only "
+                        f"transferred into a child of its own model type")
+    config = config_lib.from_json(config_lib.to_json(parent_config))
+    config.pair = str(corpus.Pair.parse(pair))
+    if corpus_spec is not None:
+        config.corpus = corpus_spec
+    if data_dir is not None:
+        config.data_dir = data_dir
+    # The child uses all of its data unless told otherwise, whatever the parent used.
+    config.max_train_examples = max_train_examples or 0
+    for assignment in overrides:
+        config_lib.apply_override(config, assignment)
+    if config.model_name != parent_model:
+        raise UserError(f"model_name={config.model_name}, but the parent is a {parent_model} run: a parent "
+                        "is only transferred into a child of its own model type")
+    return config
+
+
+def _check_child_workdir(workdir, parent_workdir, settings):
+    """Refuses a child workdir that is the parent, or a run this transfer cannot resume. Returns the
+    existing transfer.json settings (None for a new child)."""
+    if workdir.resolve() == parent_workdir.resolve():
+        raise UserError(f"--workdir={workdir} is the parent run itself; choose a new directory for the child")
+    if not (workdir / workdir_lib.CONFIG_FILE).exists():
+        return None
+    previous = workdir_lib.read_json(workdir / TRANSFER_FILE)
+    if previous is None:
+        if workdir_lib.latest_checkpoint(workdir, "latest"):
+            raise UserError(f"--workdir={workdir} holds a run that was not made by transfer (no {TRANSFER_FILE}); "
+                            "choose another --workdir")
+        return None
+    different = [k for k in RESUME_KEYS if previous.get(k) != settings[k]]
+    if different:
+        was = ", ".join(f"{k}={previous.get(k)!r}" for k in different)
+        raise UserError(f"--workdir={workdir} is a child run made with {was}; rerun with those settings to "
+                        "resume it, or choose another --workdir")
+    return previous
+
+
+def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_train_examples=None, vocab="parent",
+             freeze=(), transferred_lr_multiplier=1.0, overrides=(), model_name=None):
+    """Fine-tunes the parent run in ``parent`` on ``pair`` into the run directory ``workdir``.
+
+    Everything that can fail on the user's input (parent run, flags, child workdir, model structure)
+    is checked before anything is written to ``workdir``. Returns the trainer's metrics.
+    """
+    from xling_zoo import trainer  # Late: the trainer imports the decoder, evaluation, TF datasets.
+
+    parent_dir, workdir = pathlib.Path(parent), pathlib.Path(workdir)
+    if vocab not in VOCAB_MODES:
+        raise UserError(f"--vocab={vocab!r} is not one of {', '.join(VOCAB_MODES)}")
+    try:
+        parent_run = workdir_lib.load_run(parent_dir)
+    except UserError as error:
+        raise UserError(f"--parent={parent_dir}: {error}") from error
+    config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
+                               model_name)
+    if vocab == "parent" and config.tokenizer.to_dict() != parent_run.config.tokenizer.to_dict():
+        raise UserError("--vocab=parent keeps the parent's tokenizer: tokenizer.* overrides need --vocab=child")
+    child_pair = corpus.Pair.parse(config.pair)
+    child = {"pair": config.pair, "corpus": config.corpus, "max_train_examples": config.max_train_examples}
+    settings = {"parent": str(parent_dir.resolve()), "vocab": vocab, "freeze": list(dict.fromkeys(freeze)),
+                "transferred_lr_multiplier": float(transferred_lr_multiplier)}
+    previous = _check_child_workdir(workdir, parent_dir, settings)
+
+    tokenizer_dir = workdir / workdir_lib.TOKENIZER_DIR
+    if previous is not None and tokenizer_dir.exists():
+        tokenizers = Tokenizers.load(tokenizer_dir)  # Resuming: the child's vocabulary is fixed.
+    else:
+        examples = None
+        if vocab == "child":
+            examples = corpus.read_split(config.corpus, child_pair, "train", data_dir=config.data_dir or None,
+                                         max_train_examples=config.max_train_examples)
+            if not examples:
+                raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
+        tokenizers = child_tokenizers(parent_run.tokenizers, child_pair, vocab, config.tokenizer, examples,
+                                      seed=config.train.seed)
+    hook = Transfer(parent_run, tokenizers, vocab, freeze, transferred_lr_multiplier, child=child)
+    # A throwaway child model checks the config and the weight structure before anything is written.
+    hook.initialize(workdir_lib.build_model(config, tokenizers))
+
+    # The trainer takes an existing tokenizer dir as the run's; prepare() first makes the directory a
+    # run directory (and refuses one that holds another run).
+    workdir_lib.prepare(config, workdir)
+    if not tokenizer_dir.exists() or previous is None:
+        tokenizers.save(tokenizer_dir)
+    return trainer.train_and_evaluate(config, workdir, transfer=hook)
+
+
+def main(argv):
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    shortcuts = {"steps": "train.steps", "epochs": "train.epochs", "max_minutes": "train.max_minutes",
+                 "seed": "train.seed"}
+    overrides = [f"{key}={getattr(FLAGS, name)}" for name, key in shortcuts.items()
+                 if getattr(FLAGS, name) is not None]
+    transfer(FLAGS.parent, FLAGS.workdir, FLAGS.pair, corpus_spec=FLAGS.corpus, data_dir=FLAGS.data_dir,
+             max_train_examples=FLAGS.max_train_examples, vocab=FLAGS.vocab, freeze=FLAGS.freeze,
+             transferred_lr_multiplier=FLAGS.transferred_lr_multiplier, overrides=overrides + list(FLAGS.set),
+             model_name=FLAGS.model)
+    print(f"Child run directory: {FLAGS.workdir} (see {TRANSFER_FILE})\n"
+          f"Next: python -m xling_zoo.evaluate --workdir={FLAGS.workdir}")
+
+
+if __name__ == "__main__":
+    from absl import flags
+
+    from xling_zoo import cli
+
+    flags.DEFINE_string("parent", None, "Parent run directory (trained with python -m xling_zoo.train).",
+                        required=True)
+    flags.DEFINE_string("workdir", None, "Child run directory (rerun the same command to resume it).", required=True)
+    flags.DEFINE_string("pair", None, "Child language pair SRC-TGT, e.g. en-nl.", required=True)
+    flags.DEFINE_string("corpus", None, "Child corpus spec (default: the parent's).")
+    flags.DEFINE_string("data_dir", None, "Prepared-data directory (default: the parent's).")
+    flags.DEFINE_integer("max_train_examples", None, "Train the child on this many pairs only (default: all).")
+    flags.DEFINE_string("vocab", "parent", "parent: keep the parent's vocabulary (+ missing language tags); "
+                        "child: train a new one on the child's data and remap the embeddings.")
+    flags.DEFINE_list("freeze", [], "Layer groups to keep fixed, e.g. embeddings,encoder.")
+    flags.DEFINE_float("transferred_lr_multiplier", 1.0,
+                       "Learning-rate factor of the weights copied unchanged from the parent.")
+    flags.DEFINE_string("model", None, "Expected model type (must be the parent's; default: the parent's).")
+    flags.DEFINE_multi_string("set", [], "Config override key=value, repeatable: --set=train.warmup_steps=100.")
+    flags.DEFINE_integer("steps", None, "Total training steps (overrides epochs).")
+    flags.DEFINE_integer("epochs", None, "Passes over the child's training data.")
+    flags.DEFINE_float("max_minutes", None, "Wall-clock training budget in minutes (0 = none).")
+    flags.DEFINE_integer("seed", None, "Random seed.")
+    cli.run(main)
