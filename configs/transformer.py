@@ -1,0 +1,42 @@
+"""transformer: a small pre-LN Transformer sized to train in ~12 minutes on a 2-core CPU.
+
+Three encoder and three decoder layers of width 256 with tied embeddings: about 7.7M weights with
+the default 8000-piece joint vocabulary, ~1 s per 4096-token batch on two CPU cores. For the
+paper-sized model on a GPU/TPU use configs/transformer_base.py.
+"""
+
+import common
+
+
+def get_config():
+    config = common.get_common_config()
+    config.model_name = "transformer"
+    config.model = common.ml_collections.ConfigDict()
+    # Stacked TransformerEncoder layers.
+    config.model.num_encoder_layers = 3
+    # Stacked TransformerDecoder layers (self-attention, cross-attention, feed-forward).
+    config.model.num_decoder_layers = 3
+    # Width of the embeddings and of every layer's output (d_model).
+    config.model.hidden_dim = 256
+    # Attention heads per layer; must divide hidden_dim.
+    config.model.num_heads = 4
+    # Width of the feed-forward block inside each layer (d_ff).
+    config.model.intermediate_dim = 1024
+    # Dropout on embeddings, attention weights and residual branches.
+    config.model.dropout = 0.1
+    # Pre-layer-norm: trains stably with a short warm-up, which a short CPU run needs.
+    config.model.normalize_first = True
+    # One embedding matrix for source, target and output projection (needs tokenizer.joint).
+    config.model.tie_embeddings = True
+    # Longest sequence the learned position embeddings cover (>= data.max_length and
+    # eval.max_decode_length).
+    config.model.max_length = 256
+
+    # Wall-clock budget: the whole default run (corpus, tokenizer, training, test) fits 15 minutes.
+    config.train.epochs = 30
+    config.train.max_minutes = 10.0
+    # A run of a few hundred steps cannot afford the default 500-step warm-up.
+    config.train.warmup_steps = 200
+    # Peak Adam learning rate: the usual Transformer peak at this width (the common 2e-3 suits LSTMs).
+    config.train.learning_rate = 1e-3
+    return config

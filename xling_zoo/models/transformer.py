@@ -1,0 +1,307 @@
+"""transformer: the encoder-decoder Transformer (Vaswani et al. 2017) from keras-hub layers.
+
+Token embeddings are ``keras_hub.layers.ReversibleEmbedding`` so that ``tie_embeddings`` can share
+one matrix between the source, the target and the output projection (Press & Wolf 2017); positions
+are learned (``keras_hub.layers.PositionEmbedding``, up to ``max_length``). Decoding reuses the
+key/value caches of ``keras_hub.layers.TransformerDecoder``: ``encode`` computes the cross-attention
+caches once and pre-allocates the self-attention caches, ``decode_step`` fills one position.
+"""
+
+import warnings
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+from xling_zoo.errors import UserError
+from xling_zoo.models.base import PAD_ID, Seq2SeqTask
+from xling_zoo.registry import register_model
+
+
+@keras.saving.register_keras_serializable(package="xling_zoo")
+class LogitsBias(keras.layers.Layer):
+    """The output bias when the output projection is the tied embedding matrix.
+
+    Keeps a layer named ``logits`` (the head that transfer swaps and ``--freeze`` addresses) in the
+    tied model too, and computes the logits in float32 like the untied ``Dense`` head.
+
+    Args:
+        vocabulary_size: int. Number of logits.
+        **kwargs: other keyword arguments passed to ``keras.layers.Layer``.
+    """
+
+    def __init__(self, vocabulary_size, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(self.vocabulary_size,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        return tf.cast(inputs, self.compute_dtype) + tf.cast(self.bias, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"vocabulary_size": self.vocabulary_size})
+        return config
+
+
+@register_model("transformer")
+class TransformerSeq2Seq(Seq2SeqTask):
+    """An encoder-decoder Transformer translator.
+
+    Args:
+        source_vocab_size: int. Size of the source vocabulary.
+        target_vocab_size: int. Size of the target vocabulary.
+        num_encoder_layers: int. Number of ``TransformerEncoder`` layers.
+        num_decoder_layers: int. Number of ``TransformerDecoder`` layers.
+        hidden_dim: int. Width of the embeddings and of every layer's output.
+        num_heads: int. Attention heads; must divide ``hidden_dim``.
+        intermediate_dim: int. Width of the feed-forward blocks.
+        dropout: float. Dropout on embeddings, attention weights and residual branches.
+        normalize_first: bool. Pre-layer-norm (normalise the input of each block, plus a final
+            layer norm after each stack) instead of the original post-layer-norm; it trains
+            stably with less warm-up.
+        tie_embeddings: bool. One embedding matrix for the source, the target and the output
+            projection. Needs one vocabulary for both sides (``source_vocab_size ==
+            target_vocab_size``, a joint tokenizer).
+        max_length: int. Longest source or target sequence (learned position embeddings), which
+            also bounds ``max_decode_length``.
+        **kwargs: other keyword arguments passed to ``keras.Model`` (``name``, ``dtype``...).
+
+    Example:
+    >>> model = TransformerSeq2Seq(source_vocab_size=100, target_vocab_size=100,
+    ...     num_encoder_layers=1, num_decoder_layers=1, hidden_dim=16, num_heads=2,
+    ...     intermediate_dim=32, max_length=16)
+    >>> ids = tf.constant([[5, 6, 3]])
+    >>> model({"encoder_token_ids": ids, "decoder_token_ids": ids}).shape
+    TensorShape([1, 3, 100])
+    """
+
+    def __init__(self, source_vocab_size, target_vocab_size, num_encoder_layers=6,
+                 num_decoder_layers=6, hidden_dim=512, num_heads=8, intermediate_dim=2048,
+                 dropout=0.1, normalize_first=False, tie_embeddings=False, max_length=256,
+                 **kwargs):
+        super().__init__(name=kwargs.pop("name", "transformer"), **kwargs)
+        check_transformer_args(hidden_dim, num_heads, tie_embeddings,
+                               source_vocab_size == target_vocab_size)
+        # === Layers ===
+        # N(0, d^-1/2) keeps tied output logits O(1); inputs are scaled back up by sqrt(d).
+        embedding_init = keras.initializers.RandomNormal(stddev=hidden_dim ** -0.5)
+        if tie_embeddings:
+            self.source_embedding = keras_hub.layers.ReversibleEmbedding(
+                source_vocab_size, hidden_dim, tie_weights=True,
+                embeddings_initializer=embedding_init, name="shared_embedding")
+            self.target_embedding = self.source_embedding
+            self.logits = LogitsBias(target_vocab_size, dtype="float32", name="logits")
+        else:
+            self.source_embedding = keras_hub.layers.ReversibleEmbedding(
+                source_vocab_size, hidden_dim, embeddings_initializer=embedding_init,
+                name="source_embedding")
+            self.target_embedding = keras_hub.layers.ReversibleEmbedding(
+                target_vocab_size, hidden_dim, embeddings_initializer=embedding_init,
+                name="target_embedding")
+            # float32 logits keep the softmax stable under mixed precision.
+            self.logits = keras.layers.Dense(target_vocab_size, dtype="float32", name="logits")
+        self.source_position_embedding = keras_hub.layers.PositionEmbedding(
+            max_length, name="source_position_embedding")
+        self.target_position_embedding = keras_hub.layers.PositionEmbedding(
+            max_length, name="target_position_embedding")
+        self.source_embedding_dropout = keras.layers.Dropout(dropout, name="source_embedding_dropout")
+        self.target_embedding_dropout = keras.layers.Dropout(dropout, name="target_embedding_dropout")
+        self.encoder_layers = [
+            keras_hub.layers.TransformerEncoder(intermediate_dim, num_heads, dropout=dropout,
+                                                normalize_first=normalize_first,
+                                                name=f"encoder_layer_{i}")
+            for i in range(num_encoder_layers)
+        ]
+        self.decoder_layers = [
+            keras_hub.layers.TransformerDecoder(intermediate_dim, num_heads, dropout=dropout,
+                                                normalize_first=normalize_first,
+                                                name=f"decoder_layer_{i}")
+            for i in range(num_decoder_layers)
+        ]
+        if normalize_first:
+            # Pre-LN blocks leave the residual stream unnormalised; these close each stack.
+            self.encoder_output_layer_norm = keras.layers.LayerNormalization(
+                epsilon=1e-5, name="encoder_output_layer_norm")
+            self.decoder_output_layer_norm = keras.layers.LayerNormalization(
+                epsilon=1e-5, name="decoder_output_layer_norm")
+
+        # === Config ===
+        self.source_vocab_size = source_vocab_size
+        self.target_vocab_size = target_vocab_size
+        self.num_encoder_layers = num_encoder_layers
+        self.num_decoder_layers = num_decoder_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.normalize_first = normalize_first
+        self.tie_embeddings = tie_embeddings
+        self.max_length = max_length
+
+    def get_config(self):
+        return {
+            "source_vocab_size": self.source_vocab_size,
+            "target_vocab_size": self.target_vocab_size,
+            "num_encoder_layers": self.num_encoder_layers,
+            "num_decoder_layers": self.num_decoder_layers,
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "normalize_first": self.normalize_first,
+            "tie_embeddings": self.tie_embeddings,
+            "max_length": self.max_length,
+        }
+
+    @classmethod
+    def from_config(cls, model_config, vocab=None):
+        if vocab is None:  # Keras deserialisation: model_config is get_config()'s dict.
+            return cls(**model_config)
+        return cls(source_vocab_size=vocab.source_vocab_size,
+                   target_vocab_size=vocab.target_vocab_size, **dict(model_config))
+
+    @classmethod
+    def validate_config(cls, model_config, vocab, pair):
+        if pair is not None and pair.is_multi_source:
+            raise UserError(f"{cls.registered_name} reads one source language, but --pair={pair} has "
+                            "several; use a single-source pair (e.g. en-de) or --model=adversarial")
+        for key in ("num_encoder_layers", "num_decoder_layers", "hidden_dim", "num_heads",
+                    "intermediate_dim", "max_length"):
+            if model_config[key] < 1:
+                raise UserError(f"{cls.registered_name}: model.{key} must be >= 1, got {model_config[key]}")
+        check_transformer_args(model_config.hidden_dim, model_config.num_heads,
+                               model_config.tie_embeddings,
+                               vocab.joint and vocab.source_vocab_size == vocab.target_vocab_size)
+
+    # --- Encoder -------------------------------------------------------------------------------
+
+    def _embed(self, token_ids, embedding, position_embedding, dropout, start_index=0, training=False):
+        x = embedding(token_ids) * tf.cast(self.hidden_dim ** 0.5, embedding.compute_dtype)
+        x = x + position_embedding(x, start_index=start_index)
+        return dropout(x, training=training)
+
+    def _encode(self, encoder_token_ids, training=False):
+        """Returns (encoder outputs [B, S, hidden_dim], padding mask bool [B, S])."""
+        padding_mask = tf.not_equal(encoder_token_ids, PAD_ID)
+        x = self._embed(encoder_token_ids, self.source_embedding, self.source_position_embedding,
+                        self.source_embedding_dropout, training=training)
+        for layer in self.encoder_layers:
+            x = layer(x, padding_mask=padding_mask, training=training)
+        if self.normalize_first:
+            x = self.encoder_output_layer_norm(x)
+        return x, padding_mask
+
+    # --- Decoder -------------------------------------------------------------------------------
+
+    def _output(self, x):
+        if self.normalize_first:
+            x = self.decoder_output_layer_norm(x)
+        if self.tie_embeddings:
+            return self.logits(self.target_embedding(x, reverse=True))
+        return self.logits(x)
+
+    def _decode(self, decoder_token_ids, encoder_outputs, encoder_padding_mask, training=False):
+        """Teacher-forced decoder: logits [B, T, V] for every target position."""
+        x = self._embed(decoder_token_ids, self.target_embedding, self.target_position_embedding,
+                        self.target_embedding_dropout, training=training)
+        decoder_padding_mask = tf.not_equal(decoder_token_ids, PAD_ID)
+        for layer in self.decoder_layers:
+            x = layer(x, encoder_outputs, decoder_padding_mask=decoder_padding_mask,
+                      encoder_padding_mask=encoder_padding_mask, training=training)
+        return self._output(x)
+
+    def call(self, inputs, training=False):
+        encoder_outputs, encoder_padding_mask = self._encode(inputs["encoder_token_ids"], training)
+        return self._decode(inputs["decoder_token_ids"], encoder_outputs, encoder_padding_mask,
+                            training)
+
+    def _cache_shape(self, batch_size, length):
+        head_dim = self.hidden_dim // self.num_heads
+        return [batch_size, 2, length, self.num_heads, head_dim]
+
+    def encode(self, encoder_token_ids, max_decode_length):
+        if isinstance(max_decode_length, int) and max_decode_length > self.max_length:
+            raise UserError(f"{self.registered_name}: max_decode_length={max_decode_length} exceeds the "
+                            f"model's max_length={self.max_length} (its learned positions)")
+        encoder_outputs, encoder_padding_mask = self._encode(encoder_token_ids)
+        batch_size = tf.shape(encoder_token_ids)[0]
+        source_length = tf.shape(encoder_token_ids)[1]
+        dtype = encoder_outputs.dtype
+        state = {"encoder_outputs": encoder_outputs, "encoder_padding_mask": encoder_padding_mask}
+        # A throw-away one-token step per layer with cross_attention_cache_update_index=0 makes
+        # keras-hub project the encoder outputs into that layer's cross-attention keys/values.
+        probe = tf.zeros([batch_size, 1, self.hidden_dim], dtype)
+        for i, layer in enumerate(self.decoder_layers):
+            with warnings.catch_warnings():
+                # Keras warns about the probe's softmax over its single self-attention key.
+                warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+                _, _, cross_cache = layer(
+                    probe, encoder_outputs, encoder_padding_mask=encoder_padding_mask,
+                    self_attention_cache=tf.zeros(self._cache_shape(batch_size, 1), dtype),
+                    self_attention_cache_update_index=0,
+                    cross_attention_cache=tf.zeros(self._cache_shape(batch_size, source_length), dtype),
+                    cross_attention_cache_update_index=0)
+            state[f"cross_attention_cache_{i}"] = cross_cache
+            state[f"self_attention_cache_{i}"] = tf.zeros(
+                self._cache_shape(batch_size, max_decode_length), dtype)
+        return state
+
+    def decode_step(self, token_ids, state, index):
+        index = tf.convert_to_tensor(index, tf.int32)
+        x = self._embed(token_ids[:, None], self.target_embedding, self.target_position_embedding,
+                        self.target_embedding_dropout, start_index=index)
+        new_state = dict(state)
+        for i, layer in enumerate(self.decoder_layers):
+            x, new_state[f"self_attention_cache_{i}"], _ = layer(
+                x, state["encoder_outputs"], encoder_padding_mask=state["encoder_padding_mask"],
+                self_attention_cache=state[f"self_attention_cache_{i}"],
+                self_attention_cache_update_index=index,
+                cross_attention_cache=state[f"cross_attention_cache_{i}"],
+                cross_attention_cache_update_index=None)
+        return tf.cast(self._output(x)[:, 0, :], tf.float32), new_state
+
+    # --- Transfer ------------------------------------------------------------------------------
+
+    def vocab_axes(self):
+        axes = {self.logits.bias.path: ("target", 0)}
+        if self.tie_embeddings:
+            # One joint vocabulary: "source" and "target" name the same tokenizer here.
+            axes[self.target_embedding.embeddings.path] = ("target", 0)
+        else:
+            axes[self.source_embedding.embeddings.path] = ("source", 0)
+            axes[self.target_embedding.embeddings.path] = ("target", 0)
+            axes[self.logits.kernel.path] = ("target", 1)
+        return axes
+
+    def layer_groups(self):
+        embeddings = [self.source_embedding.name]
+        if not self.tie_embeddings:
+            embeddings.append(self.target_embedding.name)
+        embeddings += ["source_position_embedding", "target_position_embedding"]
+        final_norms = {"encoder": [], "decoder": []}
+        if self.normalize_first:
+            final_norms = {"encoder": ["encoder_output_layer_norm"],
+                           "decoder": ["decoder_output_layer_norm"]}
+        return {
+            "embeddings": embeddings,
+            "encoder": [layer.name for layer in self.encoder_layers] + final_norms["encoder"],
+            "decoder": [layer.name for layer in self.decoder_layers] + final_norms["decoder"],
+            "head": ["logits"],
+        }
+
+
+def check_transformer_args(hidden_dim, num_heads, tie_embeddings, joint_vocabulary):
+    """UserError for the transformer settings that cannot build."""
+    if hidden_dim % num_heads:
+        raise UserError(f"transformer: model.num_heads={num_heads} must divide "
+                        f"model.hidden_dim={hidden_dim} (each head gets hidden_dim / num_heads)")
+    if tie_embeddings and not joint_vocabulary:
+        raise UserError("transformer: model.tie_embeddings=true shares one embedding matrix between "
+                        "source and target, which needs a joint vocabulary; set tokenizer.joint=true "
+                        "or model.tie_embeddings=false")
