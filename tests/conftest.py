@@ -7,6 +7,15 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_dir(tmp_path_factory):
+    """Tests prepare their corpora in a temporary data dir, never in the user's ~/.cache/xling_zoo
+    (set XLING_ZOO_DATA_DIR yourself to reuse a prepared cache)."""
+    if "XLING_ZOO_DATA_DIR" not in os.environ:
+        os.environ["XLING_ZOO_DATA_DIR"] = str(tmp_path_factory.mktemp("xling_zoo_data"))
+    yield
+
 # A tiny learnable "English -> German/Dutch" grammar: enough structure for a model to beat copying.
 LEXICON = {
     "the": ("der", "de"), "a": ("ein", "een"), "red": ("rote", "rode"), "big": ("große", "grote"),
