@@ -167,7 +167,10 @@ class _Evaluator:
         def loss_step(batch):
             def step_fn(batch):
                 tokens = tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], 0), tf.float32))
-                loss = tf.cast(self.model.compute_losses(batch, training=False)["loss"], tf.float32)
+                losses = self.model.compute_losses(batch, training=False)
+                # Translation loss alone where a model adds other terms (the adversarial
+                # discriminator), so validation losses compare across models.
+                loss = tf.cast(losses.get("translation_loss", losses["loss"]), tf.float32)
                 return loss * tokens, tokens
 
             weighted, tokens = strategy.run(step_fn, args=(batch,))

@@ -287,16 +287,8 @@ class AdversarialLSTM(AdversarialSeq2Seq, LSTMSeq2Seq):
         return self.units
 
     def _translate(self, inputs, training=False):
-        # LSTMSeq2Seq.call's decoder, kept here because call does not return the encoder states.
         states, mask, final_states = self._encode(inputs["encoder_token_ids"], training)
-        decoder_ids = inputs["decoder_token_ids"]
-        x = self.dropout_layer(self.target_embedding(decoder_ids), training=training)
-        target_mask = tf.not_equal(decoder_ids, PAD_ID)
-        for i, layer in enumerate(self.decoder_layers):
-            if i:
-                x = self.dropout_layer(x, training=training)
-            x, _, _ = layer(x, initial_state=final_states[i], mask=target_mask, training=training)
-        return self._output(x, states, mask, training), states, mask
+        return self._decode(inputs["decoder_token_ids"], states, mask, final_states, training), states, mask
 
 
 _TRANSLATORS = {cls.encoder_type: cls for cls in (AdversarialTransformer, AdversarialLSTM)}

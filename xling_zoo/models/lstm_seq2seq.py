@@ -140,16 +140,19 @@ class LSTMSeq2Seq(Seq2SeqTask):
             x = self._attend(x, encoder_outputs, source_mask)
         return self.logits(self.dropout_layer(x, training=training))
 
-    def call(self, inputs, training=False):
-        encoder_outputs, source_mask, states = self._encode(inputs["encoder_token_ids"], training)
-        decoder_ids = inputs["decoder_token_ids"]
-        x = self.dropout_layer(self.target_embedding(decoder_ids), training=training)
-        target_mask = tf.not_equal(decoder_ids, PAD_ID)
+    def _decode(self, decoder_token_ids, encoder_outputs, source_mask, initial_states, training=False):
+        """Teacher-forced decoder: logits [B, T, V] from the encoder's outputs and final states."""
+        x = self.dropout_layer(self.target_embedding(decoder_token_ids), training=training)
+        target_mask = tf.not_equal(decoder_token_ids, PAD_ID)
         for i, layer in enumerate(self.decoder_layers):
             if i:
                 x = self.dropout_layer(x, training=training)
-            x, _, _ = layer(x, initial_state=states[i], mask=target_mask, training=training)
+            x, _, _ = layer(x, initial_state=initial_states[i], mask=target_mask, training=training)
         return self._output(x, encoder_outputs, source_mask, training)
+
+    def call(self, inputs, training=False):
+        encoder_outputs, source_mask, states = self._encode(inputs["encoder_token_ids"], training)
+        return self._decode(inputs["decoder_token_ids"], encoder_outputs, source_mask, states, training)
 
     def encode(self, encoder_token_ids, max_decode_length=None):
         encoder_outputs, source_mask, states = self._encode(encoder_token_ids)
