@@ -145,6 +145,26 @@ def load_or_train_tokenizers(config, workdir, pair, train_examples):
     return tokenizers
 
 
+def _read_step(optimizer):
+    # convert_to_numpy also reads a MirroredVariable, on which int() fails.
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
+def _never_empty(batch):
+    """Multi-worker evaluation hands a worker without data left an empty [0, 0] batch (every worker
+    must join each step). Layers cannot run on zero rows or steps, so add one all-padding row and
+    position: padding carries no loss and no tokens."""
+
+    def pad(v):
+        shape = tf.shape(v)
+        rows = tf.maximum(0, 1 - shape[0])
+        if v.shape.rank == 2:
+            return tf.pad(v, [[0, rows], [0, tf.maximum(0, 1 - shape[1])]])
+        return tf.pad(v, [[0, rows]])
+
+    return {k: pad(v) for k, v in batch.items()}
+
+
 def _count_batches(dataset):
     return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
 
@@ -166,6 +186,7 @@ class _Evaluator:
         @tf.function
         def loss_step(batch):
             def step_fn(batch):
+                batch = _never_empty(batch)
                 tokens = tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], 0), tf.float32))
                 losses = self.model.compute_losses(batch, training=False)
                 # Translation loss alone where a model adds other terms (the adversarial
@@ -282,7 +303,7 @@ def train_and_evaluate(config, workdir, transfer=None):
                                                   str(save_dir / "best"), max_to_keep=1)
         if latest is not None:
             checkpoint.restore(latest).assert_existing_objects_matched()
-            logging.info("Resumed from %s at step %d", latest, int(optimizer.iterations))
+            logging.info("Resumed from %s at step %d", latest, _read_step(optimizer))
     if transfer_report is not None and chief:
         transfer.write_report(workdir, transfer_report)
 
@@ -302,7 +323,7 @@ def train_and_evaluate(config, workdir, transfer=None):
                                              "total_steps": total_steps})
 
     start_time = time.time()
-    step = int(optimizer.iterations)
+    step = _read_step(optimizer)
     stop_reason = "finished" if step >= total_steps else None
     while stop_reason is None:
         epoch = step // eval_every + 1
