@@ -119,12 +119,19 @@ class Seq2SeqTask(Task):
 
 
 def sequence_cross_entropy(labels, logits, label_smoothing=0.0):
-    """Mean cross-entropy over non-padding target tokens, with label smoothing, in float32."""
+    """Mean cross-entropy over non-padding target tokens, with label smoothing, in float32.
+
+    Smoothing toward the uniform distribution is computed in closed form,
+    (1 - e) * nll + e * (logsumexp - mean logit), rather than against a [batch, length, vocab]
+    one-hot target: same value, without materialising (and reading back) a vocabulary-sized tensor.
+    """
     logits = tf.cast(logits, tf.float32)
-    vocab_size = tf.shape(logits)[-1]
-    onehot = tf.one_hot(labels, vocab_size, dtype=tf.float32)
+    log_normalizer = tf.reduce_logsumexp(logits, axis=-1)
+    nll = log_normalizer - tf.gather(logits, labels, axis=-1, batch_dims=2)
     if label_smoothing:
-        onehot = onehot * (1.0 - label_smoothing) + label_smoothing / tf.cast(vocab_size, tf.float32)
-    token_loss = tf.nn.softmax_cross_entropy_with_logits(labels=onehot, logits=logits)
+        uniform = log_normalizer - tf.reduce_mean(logits, axis=-1)
+        token_loss = (1.0 - label_smoothing) * nll + label_smoothing * uniform
+    else:
+        token_loss = nll
     mask = tf.cast(tf.not_equal(labels, PAD_ID), tf.float32)
     return tf.reduce_sum(token_loss * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
