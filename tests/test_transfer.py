@@ -105,6 +105,30 @@ def test_parent_vocabulary_adds_the_missing_language_tag(parent_dir):
     np.testing.assert_array_equal(child.logits.kernel.numpy()[:, :size], parent.model.logits.kernel.numpy())
 
 
+@pytest.mark.parametrize("tie_embeddings", [True, False])
+def test_every_vocabulary_weight_of_a_transformer_is_remapped(parent_dir, tmp_path, tie_embeddings):
+    # Nothing in transfer is model-specific: vocab_axes() alone says what to remap (a tied matrix once).
+    config = config_lib.load_config("transformer", overrides=[
+        "model.hidden_dim=16", "model.num_heads=2", "model.intermediate_dim=32", "model.num_encoder_layers=1",
+        "model.num_decoder_layers=1", "model.max_length=64", f"model.tie_embeddings={tie_embeddings}"])
+    tokenizers = Tokenizers.load(parent_dir / "tokenizer")
+    parent = workdir_lib.Run(workdir=tmp_path, config=config, tokenizers=tokenizers,
+                             model=workdir_lib.build_model(config, tokenizers), checkpoint="(in memory)")
+    child_tokenizers = transfer_lib.child_tokenizers(tokenizers, Pair.parse("en-nl"), "parent", config.tokenizer)
+    child = workdir_lib.build_model(transfer_lib.make_child_config(config, "en-nl"), child_tokenizers)
+    report = transfer_lib.Transfer(parent, child_tokenizers).initialize(child)
+
+    axes = child.vocab_axes()
+    assert set(report["remapped"]) == set(axes) and len(report["copied"]) == len(child.weights) - len(axes)
+    size = tokenizers.source.vocab_size
+    for new, old in zip(child.weights, parent.model.weights):
+        if new.path in axes:
+            kept = np.take(new.numpy(), np.arange(size), axis=axes[new.path][1])
+            np.testing.assert_array_equal(kept, old.numpy(), err_msg=new.path)
+        else:
+            np.testing.assert_array_equal(new.numpy(), old.numpy(), err_msg=new.path)
+
+
 # === Remapping on a constructed example ===
 
 def test_remap_keeps_shared_pieces_and_composes_new_ones():
