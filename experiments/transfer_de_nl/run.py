@@ -83,27 +83,34 @@ def check_no_test_leak(parent_config):
     return {"parent_train_sources": len(parent_sources), "child_test_sentences": len(test), "overlap": 0}
 
 
+def child_flags(model, condition, size, parent, parent_config, run_dir):
+    """The command line that trains this child (recorded in results.json), and its overrides."""
+    vocab_size = child_vocab_size(size, parent_config.tokenizer.vocab_size)
+    overrides = child_overrides(FLAGS.steps)
+    if condition == "scratch" or condition == "transfer_child":
+        overrides = [f"tokenizer.vocab_size={vocab_size}", *overrides]
+    sets = " ".join(f"--set={o}" for o in overrides)
+    if condition == "scratch":
+        return (f"python -m xling_zoo.train --model={model} --corpus={CORPUS} --pair={CHILD_PAIR} "
+                f"--max_train_examples={size} --workdir={run_dir} {sets}"), overrides
+    return (f"python -m xling_zoo.transfer --parent={parent} --corpus={CORPUS} --pair={CHILD_PAIR} "
+            f"--max_train_examples={size} --workdir={run_dir} --vocab={condition.split('_')[1]} "
+            f"--transferred_lr_multiplier={FLAGS.transferred_lr_multiplier} {sets}"), overrides
+
+
 def train_child(model, condition, size, parent, parent_config, run_dir):
     from xling_zoo import config as config_lib
     from xling_zoo import trainer, transfer
 
-    vocab_size = child_vocab_size(size, parent_config.tokenizer.vocab_size)
-    overrides = child_overrides(FLAGS.steps)
+    _, overrides = child_flags(model, condition, size, parent, parent_config, run_dir)
     if condition == "scratch":
         config = config_lib.load_config(model, overrides=[
-            f"corpus={CORPUS}", f"pair={CHILD_PAIR}", f"max_train_examples={size}",
-            f"tokenizer.vocab_size={vocab_size}", *overrides])
+            f"corpus={CORPUS}", f"pair={CHILD_PAIR}", f"max_train_examples={size}", *overrides])
         trainer.train_and_evaluate(config, run_dir)
-        return f"python -m xling_zoo.train --model={model} --pair={CHILD_PAIR} --max_train_examples={size} " + \
-            " ".join(f"--set={o}" for o in [f"tokenizer.vocab_size={vocab_size}", *overrides])
-    vocab = condition.split("_")[1]
-    if vocab == "child":
-        overrides = [f"tokenizer.vocab_size={vocab_size}", *overrides]
-    transfer.transfer(parent, run_dir, CHILD_PAIR, corpus_spec=CORPUS, max_train_examples=size, vocab=vocab,
-                      transferred_lr_multiplier=FLAGS.transferred_lr_multiplier, overrides=overrides)
-    return (f"python -m xling_zoo.transfer --parent={parent} --pair={CHILD_PAIR} --max_train_examples={size} "
-            f"--vocab={vocab} --transferred_lr_multiplier={FLAGS.transferred_lr_multiplier} " +
-            " ".join(f"--set={o}" for o in overrides))
+    else:
+        transfer.transfer(parent, run_dir, CHILD_PAIR, corpus_spec=CORPUS, max_train_examples=size,
+                          vocab=condition.split("_")[1],
+                          transferred_lr_multiplier=FLAGS.transferred_lr_multiplier, overrides=overrides)
 
 
 def run_child(model, condition, size, parent, parent_config):
@@ -113,15 +120,14 @@ def run_child(model, condition, size, parent, parent_config):
     name = f"{condition}-{size or 'all'}{FLAGS.tag}"
     run_dir = pathlib.Path(FLAGS.runs_dir) / model / name
     metrics = workdir_lib.read_json(run_dir / workdir_lib.METRICS_FILE, {})
-    command = metrics.get("experiment_command")
+    command, _ = child_flags(model, condition, size, parent, parent_config, run_dir)
     if "bleu" not in metrics or metrics.get("step") != FLAGS.steps:
         print(f"== {model} {name}")
         start = time.time()
-        command = train_child(model, condition, size, parent, parent_config, run_dir)
+        train_child(model, condition, size, parent, parent_config, run_dir)
         train_seconds = time.time() - start
-        metrics = evaluate_run(run_dir, split="test", beam_size=1)
-        metrics = workdir_lib.update_metrics(run_dir, {"experiment_command": command,
-                                                       "experiment_seconds": round(train_seconds, 1)})
+        evaluate_run(run_dir, split="test", beam_size=1)
+        metrics = workdir_lib.update_metrics(run_dir, {"experiment_seconds": round(train_seconds, 1)})
     tokenizers = json.loads((run_dir / "tokenizer" / "tokenizers.json").read_text())
     return {"model": model, "condition": condition, "size": size,
             "train_examples": metrics["data"]["train"]["examples"], "steps": metrics["step"],
