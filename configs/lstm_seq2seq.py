@@ -27,8 +27,10 @@ def get_config():
     # Sized for a 2-core CPU: the whole default run (corpus, tokenizer, training) fits 15 minutes.
     # Small batches and a short warm-up: a 10-minute budget allows only ~1,000 updates.
     config.train.epochs = 30
-    config.train.max_minutes = 10.0
+    config.train.max_minutes = 11.0
     config.train.warmup_steps = 150
+    # Measured: 4e-3 reached the validation loss of 2e-3 in half the updates (runs/probe-*, 500 steps).
+    config.train.learning_rate = 4e-3
     config.data.tokens_per_batch = 2048
     # 18k short UI strings: 4k pieces keep the output layer (most of the FLOPs) small.
     config.tokenizer.vocab_size = 4000
