@@ -138,3 +138,13 @@ def test_translate_cli_missing_run(tmp_path):
 def test_list_models_cli():
     done = run_cli("train", "--list_models")
     assert done.returncode == 0 and "lstm_seq2seq" in done.stdout.split()
+
+
+def test_time_budget_stops_mid_epoch_and_keeps_what_was_trained(tmp_path, tiny_config):
+    config = tiny_config("lstm_seq2seq")
+    for assignment in ["train.steps=1000", "train.eval_every_steps=500", "train.max_minutes=0.001"]:
+        config_lib.apply_override(config, assignment)
+    metrics = trainer.train_and_evaluate(config, tmp_path / "run")
+    assert metrics["stop_reason"].startswith("time budget")
+    assert metrics["step"] < 500  # Stopped inside the first evaluation interval...
+    assert workdir_lib.latest_checkpoint(tmp_path / "run") is not None  # ...and saved it.

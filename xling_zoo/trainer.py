@@ -323,6 +323,12 @@ def train_and_evaluate(config, workdir, transfer=None):
                                              "total_steps": total_steps})
 
     start_time = time.time()
+    # Workers of a multi-worker run must agree on every step, so they only stop at evaluations.
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def out_of_time():
+        return bool(config.train.max_minutes) and time.time() - start_time > 60 * config.train.max_minutes
+
     step = _read_step(optimizer)
     stop_reason = "finished" if step >= total_steps else None
     while stop_reason is None:
@@ -331,8 +337,10 @@ def train_and_evaluate(config, workdir, transfer=None):
                                        stateful_metrics=["tokens/s"], verbose=1 if chief else 0)
         print(f"Epoch {epoch}/{math.ceil(total_steps / eval_every)} (steps {step}/{total_steps})")
         sums, tokens, epoch_start = {}, 0.0, time.time()
-        segment_end = min(epoch * eval_every, total_steps)
+        segment_start, segment_end = step, min(epoch * eval_every, total_steps)
         while step < segment_end:
+            if out_of_time() and not multi_worker:
+                break  # The budget ends mid-epoch: evaluate and save what was trained so far.
             logs = train_step(train_iterator)
             step += 1
             tokens += float(logs.pop("target_tokens"))
@@ -349,7 +357,7 @@ def train_and_evaluate(config, workdir, transfer=None):
         evaluation = evaluator()
         record = {"step": step, "epoch": epoch, "seconds": round(train_seconds, 1),
                   "target_tokens_per_second": round(tokens / max(train_seconds, 1e-9), 1),
-                  **{f"train_{k}" if not k.startswith("train") else k: round(v / max(1, step - (epoch - 1) * eval_every), 4)
+                  **{f"train_{k}" if not k.startswith("train") else k: round(v / max(1, step - segment_start), 4)
                      for k, v in sums.items()},
                   **{k: round(v, 4) for k, v in evaluation.items()}}
         history.append(record)
@@ -372,7 +380,7 @@ def train_and_evaluate(config, workdir, transfer=None):
             stop_reason = "finished"
         elif patience and since_best >= patience:
             stop_reason = f"early stopping: no validation BLEU gain in {patience} evaluations"
-        elif config.train.max_minutes and time.time() - start_time > 60 * config.train.max_minutes:
+        elif out_of_time():
             stop_reason = f"time budget of {config.train.max_minutes} minutes reached"
         if chief:
             workdir_lib.update_metrics(workdir, {"history": history, "best_validation_bleu": best_bleu,
