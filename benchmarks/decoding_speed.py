@@ -17,7 +17,6 @@ of ``--repeats`` timed calls after one warm-up call (tracing excluded). Threads 
 --output.
 """
 
-import json
 import os
 import pathlib
 import platform
@@ -27,6 +26,8 @@ import sys
 import time
 
 from absl import flags
+
+from benchmarks.report import emit_result
 
 from xling_zoo import cli  # noqa: F401  (sets TF log level before TF loads)
 from xling_zoo import config as config_lib
@@ -231,11 +232,7 @@ def main(_):
     }
     result["machine"]["uptime_after"] = uptime()
     result["seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(result))
-    if FLAGS.output:
-        output = pathlib.Path(FLAGS.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2) + "\n")
+    emit_result(result, FLAGS.output)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ labels; padded tokens count both sides' full [batch, bucket length] tensors.
 Prints one JSON line and writes it to --output.
 """
 
-import json
 import os
 import pathlib
 import platform
@@ -22,6 +21,8 @@ import tempfile
 import time
 
 from absl import flags
+
+from benchmarks.report import emit_result
 
 from xling_zoo import cli  # noqa: F401  (sets TF log level before TF loads)
 from xling_zoo import config as config_lib
@@ -124,12 +125,7 @@ def main(_):
         "from_memory": measure(dataset(examples.cache()), FLAGS.epochs),
     }
     result["machine"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
-    line = json.dumps(result, ensure_ascii=False)
-    print(line)
-    if FLAGS.output:
-        output = pathlib.Path(FLAGS.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    emit_result(result, FLAGS.output)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ CORE = min(os.sched_getaffinity(0))
 os.sched_setaffinity(0, {CORE})
 
 import gc  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import pathlib  # noqa: E402
 import platform  # noqa: E402
@@ -44,6 +43,8 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from absl import flags  # noqa: E402
+
+from benchmarks.report import emit_result  # noqa: E402
 
 from xling_zoo import cli  # noqa: E402  (sets TF log level before TF loads)
 from xling_zoo import config as config_lib  # noqa: E402
@@ -468,11 +469,7 @@ def main(_):
     result["machine"]["load_average_1m_end"] = load()
     result["section_seconds"] = sections
     result["total_wall_seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(result, ensure_ascii=False))
-    if FLAGS.output:
-        output = pathlib.Path(FLAGS.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    emit_result(result, FLAGS.output)
 
 
 if __name__ == "__main__":

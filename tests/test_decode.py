@@ -4,7 +4,6 @@ import tensorflow as tf
 
 from xling_zoo import decode
 from xling_zoo.data.tokenizer import EOS_ID, PAD_ID
-from xling_zoo.models.base import VocabInfo
 from xling_zoo.models.lstm_seq2seq import LSTMSeq2Seq
 
 MAX_LENGTH = 10
@@ -12,7 +11,7 @@ MAX_LENGTH = 10
 
 @pytest.fixture(scope="module")
 def model():
-    keras_seed = tf.random.set_seed(3)  # noqa: F841
+    tf.random.set_seed(3)
     model = LSTMSeq2Seq(source_vocab_size=30, target_vocab_size=30, embedding_dim=16, units=16,
                         bidirectional=True, attention=True)
     model(model.dummy_inputs())

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 # Runs in a fresh process: logical devices must be configured before TensorFlow initialises.
 WORKER = textwrap.dedent("""

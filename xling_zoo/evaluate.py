@@ -6,7 +6,6 @@ the run's best checkpoint, writes the hypotheses next to the metrics, and writes
 """
 
 import json
-import pathlib
 import time
 
 import sacrebleu

