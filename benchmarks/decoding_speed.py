@@ -45,7 +45,7 @@ flags.DEFINE_integer("source_length", 32, "Source tokens per sentence.")
 flags.DEFINE_integer("target_length", 32, "Tokens decoded per sentence (EOS is suppressed).")
 flags.DEFINE_integer("vocab_size", 8000, "Joint vocabulary of the CPU Transformer.")
 flags.DEFINE_integer("beam_size", 4, "Beam width of the beam-search rows.")
-flags.DEFINE_integer("repeats", 3, "Timed calls per variant (after one warm-up call).")
+flags.DEFINE_integer("repeats", 5, "Timed calls per variant (after one warm-up call).")
 flags.DEFINE_integer("base_batch_size", 32, "Batch of the Transformer-base beam-search row.")
 flags.DEFINE_integer("base_vocab_size", 32000, "Joint vocabulary of the Transformer-base row.")
 flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads (pin as many cores).")
@@ -151,6 +151,9 @@ def transformer_rows(repeats):
         "cached_greedy_xla": tf.function(lambda s: decode.greedy_search(wrapped, s, length), jit_compile=True),
         f"beam{FLAGS.beam_size}": tf.function(
             lambda s: decode.beam_search(wrapped, s, length, FLAGS.beam_size, config.eval.length_penalty)),
+        f"beam{FLAGS.beam_size}_xla": tf.function(
+            lambda s: decode.beam_search(wrapped, s, length, FLAGS.beam_size, config.eval.length_penalty),
+            jit_compile=True),
     }
     rows = {name: decoder_row(name, fn, source, tokens, repeats) for name, fn in variants.items()}
     for row in rows.values():

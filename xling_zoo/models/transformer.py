@@ -2,12 +2,11 @@
 
 Token embeddings are ``keras_hub.layers.ReversibleEmbedding`` so that ``tie_embeddings`` can share
 one matrix between the source, the target and the output projection (Press & Wolf 2017); positions
-are learned (``keras_hub.layers.PositionEmbedding``, up to ``max_length``). Decoding reuses the
-key/value caches of ``keras_hub.layers.TransformerDecoder``: ``encode`` computes the cross-attention
-caches once and pre-allocates the self-attention caches, ``decode_step`` fills one position.
+are learned (``keras_hub.layers.PositionEmbedding``, up to ``max_length``). Decoding is incremental:
+``encode`` projects the cross-attention keys/values once and pre-allocates the self-attention
+caches, ``decode_step`` runs each ``TransformerDecoder`` layer's own weights on one new position
+(see ``_cached_decoder_step`` for why not keras-hub's cached call).
 """
-
-import warnings
 
 import keras
 import keras_hub
@@ -221,49 +220,40 @@ class TransformerSeq2Seq(Seq2SeqTask):
         return self._decode(inputs["decoder_token_ids"], encoder_outputs, encoder_padding_mask,
                             training)
 
-    def _cache_shape(self, batch_size, length):
-        head_dim = self.hidden_dim // self.num_heads
-        return [batch_size, 2, length, self.num_heads, head_dim]
-
     def encode(self, encoder_token_ids, max_decode_length):
         if isinstance(max_decode_length, int) and max_decode_length > self.max_length:
             raise UserError(f"{self.registered_name}: max_decode_length={max_decode_length} exceeds the "
                             f"model's max_length={self.max_length} (its learned positions)")
+        if not all(layer.built for layer in self.decoder_layers):
+            self(self.dummy_inputs())  # keras-hub creates the cross-attention weights on first call.
         encoder_outputs, encoder_padding_mask = self._encode(encoder_token_ids)
         batch_size = tf.shape(encoder_token_ids)[0]
-        source_length = tf.shape(encoder_token_ids)[1]
-        dtype = encoder_outputs.dtype
-        state = {"encoder_outputs": encoder_outputs, "encoder_padding_mask": encoder_padding_mask}
-        # A throw-away one-token step per layer with cross_attention_cache_update_index=0 makes
-        # keras-hub project the encoder outputs into that layer's cross-attention keys/values.
-        probe = tf.zeros([batch_size, 1, self.hidden_dim], dtype)
+        head_dim = self.hidden_dim // self.num_heads
+        empty = tf.zeros([batch_size, max_decode_length, self.num_heads, head_dim], encoder_outputs.dtype)
+        state = {"encoder_padding_mask": encoder_padding_mask}
         for i, layer in enumerate(self.decoder_layers):
-            with warnings.catch_warnings():
-                # Keras warns about the probe's softmax over its single self-attention key.
-                warnings.filterwarnings("ignore", message="You are using a softmax over axis")
-                _, _, cross_cache = layer(
-                    probe, encoder_outputs, encoder_padding_mask=encoder_padding_mask,
-                    self_attention_cache=tf.zeros(self._cache_shape(batch_size, 1), dtype),
-                    self_attention_cache_update_index=0,
-                    cross_attention_cache=tf.zeros(self._cache_shape(batch_size, source_length), dtype),
-                    cross_attention_cache_update_index=0)
-            state[f"cross_attention_cache_{i}"] = cross_cache
-            state[f"self_attention_cache_{i}"] = tf.zeros(
-                self._cache_shape(batch_size, max_decode_length), dtype)
+            # Cross-attention keys/values depend on the source only: projected once per sentence.
+            cross_attention = layer._cross_attention_layer
+            state[f"cross_key_{i}"] = cross_attention._key_dense(encoder_outputs)
+            state[f"cross_value_{i}"] = cross_attention._value_dense(encoder_outputs)
+            state[f"self_key_{i}"] = empty
+            state[f"self_value_{i}"] = empty
         return state
 
     def decode_step(self, token_ids, state, index):
         index = tf.convert_to_tensor(index, tf.int32)
         x = self._embed(token_ids[:, None], self.target_embedding, self.target_position_embedding,
                         self.target_embedding_dropout, start_index=index)
+        cache_length = tf.shape(state["self_key_0"])[1]
+        # [batch, 1 query, keys]: the new token sees itself and every earlier position.
+        self_mask = tf.broadcast_to(tf.range(cache_length)[None, None, :] <= index,
+                                    [tf.shape(x)[0], 1, cache_length])
+        cross_mask = state["encoder_padding_mask"][:, None, :]
         new_state = dict(state)
         for i, layer in enumerate(self.decoder_layers):
-            x, new_state[f"self_attention_cache_{i}"], _ = layer(
-                x, state["encoder_outputs"], encoder_padding_mask=state["encoder_padding_mask"],
-                self_attention_cache=state[f"self_attention_cache_{i}"],
-                self_attention_cache_update_index=index,
-                cross_attention_cache=state[f"cross_attention_cache_{i}"],
-                cross_attention_cache_update_index=None)
+            x, new_state[f"self_key_{i}"], new_state[f"self_value_{i}"] = _cached_decoder_step(
+                layer, x, state[f"self_key_{i}"], state[f"self_value_{i}"], state[f"cross_key_{i}"],
+                state[f"cross_value_{i}"], index, self_mask, cross_mask)
         return tf.cast(self._output(x)[:, 0, :], tf.float32), new_state
 
     # --- Transfer ------------------------------------------------------------------------------
@@ -294,6 +284,42 @@ class TransformerSeq2Seq(Seq2SeqTask):
             "decoder": [layer.name for layer in self.decoder_layers] + final_norms["decoder"],
             "head": ["logits"],
         }
+
+
+def _attend(attention, query, key, value, mask):
+    """The projections and scaled dot-product attention of a keras ``MultiHeadAttention``."""
+    output, _ = attention._compute_attention(attention._query_dense(query), key, value, attention_mask=mask,
+                                             training=False)
+    return attention._output_dense(output)
+
+
+def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value, index, self_mask, cross_mask):
+    """One token through a ``keras_hub.layers.TransformerDecoder`` at inference, with its own weights.
+
+    keras-hub's cached call keeps keys and values stacked in one [batch, 2, length, heads, dim]
+    tensor and re-slices, updates and re-stacks it on every step: on a CPU that copying was 3/4 of
+    the per-step time (benchmarks/decoding_speed.py). Separate key and value caches updated in place
+    make cached greedy ~2x faster; tests/models/test_transformer.py checks that the tokens match
+    the teacher-forced model exactly. Returns (x, self_key, self_value).
+    """
+    def sublayer(norm, x, fn):
+        residual = x
+        x = fn(norm(x) if layer.normalize_first else x) + residual
+        return x if layer.normalize_first else norm(x)
+
+    def self_attention(h):
+        nonlocal self_key, self_value
+        attention = layer._self_attention_layer
+        self_key = keras.ops.slice_update(self_key, [0, index, 0, 0], attention._key_dense(h))
+        self_value = keras.ops.slice_update(self_value, [0, index, 0, 0], attention._value_dense(h))
+        return _attend(attention, h, self_key, self_value, self_mask)
+
+    x = sublayer(layer._self_attention_layer_norm, x, self_attention)
+    x = sublayer(layer._cross_attention_layer_norm, x,
+                 lambda h: _attend(layer._cross_attention_layer, h, cross_key, cross_value, cross_mask))
+    x = sublayer(layer._feedforward_layer_norm, x,
+                 lambda h: layer._feedforward_output_dense(layer._feedforward_intermediate_dense(h)))
+    return x, self_key, self_value
 
 
 def check_transformer_args(hidden_dim, num_heads, tie_embeddings, joint_vocabulary):
