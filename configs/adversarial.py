@@ -1,6 +1,6 @@
 """adversarial: German, French and Spanish into English through one language-invariant encoder.
 
-The translator is the CPU-sized configs/transformer.py model (or configs/lstm_seq2seq.py's with
+The translator is the CPU-sized configs/transformer_tiny.py model (or configs/lstm_seq2seq.py's with
 ``--set=model.encoder_type=lstm``), copied here as the section ``model.<encoder_type>``; the rest of
 ``model`` configures the language discriminator behind the gradient reversal layer. Compare with
 ``--set=model.adversary=false``: the same run with the discriminator only observing.
@@ -23,20 +23,24 @@ def get_config():
     config.model = common.ml_collections.ConfigDict()
     # Which translator shares its encoder: "transformer" or "lstm" (the section of that name).
     config.model.encoder_type = "transformer"
-    # The transformer translator: configs/transformer.py's model section (override as
-    # --set=model.transformer.hidden_dim=128).
-    config.model.transformer = load_config_file(HERE / "transformer.py").model
+    # The transformer translator: configs/transformer_tiny.py's model section (override as
+    # --set=model.transformer.hidden_dim=128; configs/transformer.py documents each field).
+    config.model.transformer = load_config_file(HERE / "transformer_tiny.py").model
     # The LSTM translator: configs/lstm_seq2seq.py's model section.
     config.model.lstm = load_config_file(HERE / "lstm_seq2seq.py").model
+    # How the encoder fights the discriminator: "reversal" (gradient reversal, raise its loss) or
+    # "confusion" (push its prediction to uniform; see experiments/adversarial/).
+    config.model.adversary_objective = "reversal"
     # Reverse the discriminator's gradient into the encoder; false = the no-adversary baseline
     # (the discriminator still trains on detached states, so its accuracy is still measured).
     config.model.adversary = True
     # Final weight lambda of the reversed gradient.
     config.model.adversary_weight = 0.1
     # Steps over which lambda ramps from 0 (Ganin's 2 / (1 + exp(-10 p)) - 1): translate first.
-    config.model.adversary_ramp_steps = 300
+    config.model.adversary_ramp_steps = 500
     # Discriminator-only updates per training step (its own Adam, discriminator weights only).
-    config.model.discriminator_steps = 1
+    # Several: a discriminator that lags behind the encoder is fooled, not defeated.
+    config.model.discriminator_steps = 3
     # Width of the discriminator's hidden layers.
     config.model.discriminator_hidden_dim = 256
     # Hidden layers of the discriminator MLP (0 = a linear probe).
@@ -46,11 +50,12 @@ def get_config():
     # Learning rate of the discriminator's Adam.
     config.model.discriminator_learning_rate = 1e-3
 
-    # Same budget and schedule as configs/transformer.py: three times the data, same 10 minutes.
+    # Same budget and schedule as configs/transformer_tiny.py: three times the data, same minutes.
     config.train.epochs = 30
     config.train.max_minutes = 10.0
     # A run of a few hundred steps cannot afford the default 500-step warm-up.
     config.train.warmup_steps = 200
-    # The translator's peak Adam learning rate (configs/transformer.py's).
-    config.train.learning_rate = 1e-3
+    # The translator's peak Adam learning rate and batch (configs/transformer_tiny.py's).
+    config.train.learning_rate = 2e-3
+    config.data.tokens_per_batch = 2048
     return config

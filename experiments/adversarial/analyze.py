@@ -1,5 +1,5 @@
 """Evidence for (or against) the adversary: training curves, held-out language identifiability of the
-pooled encoder states, and de-en / zero-shot nl-en test BLEU, for runs/adversarial-{on,off}.
+pooled encoder states, and de-en / zero-shot nl-en test BLEU, for runs/adversarial-{on,confusion,off}.
 
 Run by run.sh after both training runs; writes results.json.
 
@@ -31,7 +31,9 @@ from xling_zoo.models.adversarial import masked_mean
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-RUNS = {"on": "adversary on (default config)", "off": "adversary off (--set=model.adversary=false)"}
+RUNS = {"on": "adversary on, gradient reversal (default config)",
+        "confusion": "adversary on, confusion objective (--set=model.adversary_objective=confusion)",
+        "off": "adversary off (--set=model.adversary=false)"}
 HISTORY_KEYS = ("step", "seconds", "train_translation_loss", "train_discriminator_loss",
                 "train_discriminator_accuracy", "train_reversal_weight", "validation_loss", "validation_bleu")
 
@@ -71,7 +73,7 @@ def language_data(run, split, per_language, seed):
 
 
 def discriminator_accuracy(run, features, labels):
-    loss, accuracy = run.model._discriminate(tf.constant(features), tf.constant(labels), training=False)
+    loss, accuracy, _ = run.model._discriminate(tf.constant(features), tf.constant(labels), training=False)
     return {"accuracy": round(float(accuracy), 4), "loss": round(float(loss), 4)}
 
 

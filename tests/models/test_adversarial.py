@@ -184,20 +184,49 @@ def test_cached_steps_equal_teacher_forcing():
     np.testing.assert_allclose(tf.stack(steps, 1), full, atol=1e-4)
 
 
-def test_the_adversary_hides_the_language_the_baseline_reveals():
+# The confusion gradient fades as the discriminator nears uniform: it needs more steps.
+@pytest.mark.parametrize("objective,steps", [("reversal", 30), ("confusion", 60)])
+def test_the_adversary_hides_the_language_the_baseline_reveals(objective, steps):
     # The synthetic languages use disjoint token ranges, so their encodings differ unless the
     # encoder is pushed to hide them.
     keras.utils.set_random_seed(1)
     batch = synthetic_batch(batch_size=24)
-    accuracy = {}
+    accuracy, loss = {}, {}
     for adversary in (False, True):
-        model = tiny_model(adversary=adversary, adversary_weight=1.0, adversary_ramp_steps=0,
-                           discriminator_learning_rate=1e-2)
+        model = tiny_model(adversary=adversary, adversary_objective=objective, adversary_weight=1.0,
+                           adversary_ramp_steps=0, discriminator_learning_rate=1e-2)
         optimizer = keras.optimizers.Adam(learning_rate=1e-2)
         step = tf.function(lambda batch: model.training_step(batch, optimizer))
-        history = [{k: float(v) for k, v in step(batch).items()} for _ in range(30)]
+        history = [{k: float(v) for k, v in step(batch).items()} for _ in range(steps)]
         assert all(np.isfinite(list(h.values())).all() for h in history)
         accuracy[adversary] = np.mean([h["discriminator_accuracy"] for h in history[-8:]])
+        loss[adversary] = np.mean([h["discriminator_loss"] for h in history[-8:]])
         assert history[-1]["translation_loss"] < 0.5 * history[0]["translation_loss"]
-    # Chance is 1/3; the reversed gradient often drives the discriminator below it.
-    assert accuracy[False] > 0.8 and accuracy[True] < 0.6
+    assert accuracy[False] > 0.8 and loss[False] < 0.1
+    if objective == "reversal":
+        # Chance is 1/3; the reversed gradient often drives the discriminator below it.
+        assert accuracy[True] < 0.6
+    else:
+        # Confusion flattens the discriminator's probabilities toward uniform (loss ln 3 = 1.10):
+        # its argmax can stay right more often than chance while it is nearly uninformed.
+        assert loss[True] > 0.75 * np.log(3) and accuracy[True] < accuracy[False]
+
+
+def test_confusion_pushes_the_encoder_toward_a_uniform_discriminator():
+    model = tiny_model(adversary_objective="confusion", adversary_ramp_steps=0, adversary_weight=1.0)
+    batch = synthetic_batch()
+    encoder = model.get_layer("encoder_layer_0").trainable_variables
+    with tf.GradientTape() as tape:
+        losses = model.compute_losses(batch, reversal_weight=1.0)
+        adversary_term = losses["loss"] - tf.cast(losses["translation_loss"], tf.float32)
+    # The adversary's term is the cross-entropy of the discriminator's output against uniform:
+    # at least ln(3), reached only when the discriminator cannot tell the languages apart.
+    assert float(adversary_term) >= np.log(3) - 1e-5
+    grads = tape.gradient(adversary_term, encoder + model.discriminator_variables)
+    assert max(np.abs(g.numpy()).max() for g in grads[:len(encoder)]) > 0
+
+
+def test_unknown_objective_is_refused():
+    config = tiny_config(adversary_objective="flip")
+    with pytest.raises(UserError, match="adversary_objective='flip' is not one of confusion, reversal"):
+        AdversarialSeq2Seq.validate_config(config.model, VOCAB, PAIR)

@@ -34,7 +34,7 @@ from xling_zoo.models.transformer import TransformerSeq2Seq
 from xling_zoo.registry import register_model
 
 # Constructor arguments of the adversary itself (the rest of the model section is the translator's).
-ADVERSARY_KEYS = ("adversary", "adversary_weight", "adversary_ramp_steps", "discriminator_steps",
+ADVERSARY_KEYS = ("adversary", "adversary_objective", "adversary_weight", "adversary_ramp_steps", "discriminator_steps",
                   "discriminator_hidden_dim", "discriminator_num_layers", "discriminator_dropout",
                   "discriminator_learning_rate")
 
@@ -51,7 +51,13 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         num_source_languages: int. Classes of the discriminator (the pair's source languages).
         adversary: bool. Reverse the discriminator's gradient into the encoder. False trains the
             same network with the discriminator only observing (detached) encoder states.
-        adversary_weight: float. Final weight of the reversed gradient (lambda).
+        adversary_objective: str. What the encoder is pushed toward. "reversal": raise the
+            discriminator's loss through the gradient reversal layer (Ganin & Lempitsky 2015).
+            "confusion": make the discriminator's prediction uniform over the languages (the
+            domain-confusion loss of Tzeng et al. 2015), whose optimum is an uninformed
+            discriminator rather than a confidently wrong one.
+        adversary_weight: float. Final weight (lambda) of the adversary's term for the encoder:
+            the reversed gradient, or the confusion loss.
         adversary_ramp_steps: int. Steps over which the weight ramps up from 0 (0 = no ramp).
         discriminator_steps: int. Discriminator-only updates per training step (>= 1).
         discriminator_hidden_dim: int. Width of the discriminator's hidden layers.
@@ -76,7 +82,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
     encoder_type = None
     translator_class = None
 
-    def __init__(self, num_source_languages, adversary=True, adversary_weight=1.0,
+    def __init__(self, num_source_languages, adversary=True, adversary_objective="reversal", adversary_weight=1.0,
                  adversary_ramp_steps=2000, discriminator_steps=1, discriminator_hidden_dim=256,
                  discriminator_num_layers=1, discriminator_dropout=0.1,
                  discriminator_learning_rate=1e-3, **kwargs):
@@ -85,6 +91,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
                             "AdversarialTransformer or AdversarialLSTM")
         if discriminator_steps < 1:
             raise UserError(f"adversarial: model.discriminator_steps must be >= 1, got {discriminator_steps}")
+        _check_objective(adversary_objective)
         super().__init__(name=kwargs.pop("name", "adversarial"), **kwargs)
         # === Layers ===
         self.gradient_reversal = GradientReversal(dtype="float32", name="gradient_reversal")
@@ -113,6 +120,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         # === Config ===
         self.num_source_languages = num_source_languages
         self.adversary = adversary
+        self.adversary_objective = adversary_objective
         self.adversary_weight = adversary_weight
         self.adversary_ramp_steps = adversary_ramp_steps
         self.discriminator_steps = discriminator_steps
@@ -137,7 +145,9 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         return subclass(num_source_languages=vocab.num_source_languages,
                         source_vocab_size=vocab.source_vocab_size,
                         target_vocab_size=vocab.target_vocab_size,
-                        **{key: model_config[key] for key in ADVERSARY_KEYS},
+                        # Runs made before adversary_objective existed used the reversal.
+                        **{key: model_config.get(key, "reversal") if key == "adversary_objective"
+                           else model_config[key] for key in ADVERSARY_KEYS},
                         **dict(model_config[model_config.encoder_type]))
 
     @classmethod
@@ -152,6 +162,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         if model_config.discriminator_steps < 1:
             raise UserError("adversarial: model.discriminator_steps must be >= 1, got "
                             f"{model_config.discriminator_steps}")
+        _check_objective(model_config.get("adversary_objective", "reversal"))
         for key in ("adversary_weight", "adversary_ramp_steps", "discriminator_num_layers"):
             if model_config[key] < 0:
                 raise UserError(f"adversarial: model.{key} must be >= 0, got {model_config[key]}")
@@ -194,7 +205,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         return self.adversary_weight * (2.0 / (1.0 + tf.exp(-10.0 * progress)) - 1.0)
 
     def _discriminate(self, features, labels, training=False):
-        """(mean cross-entropy, accuracy) of the discriminator on pooled features [B, W]."""
+        """(mean cross-entropy, accuracy, logits) of the discriminator on pooled features [B, W]."""
         x = features
         for layer in self.discriminator_hidden_layers:
             x = layer(self.discriminator_dropout_layer(x, training=training))
@@ -202,20 +213,30 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         labels = tf.cast(labels, tf.int32)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+        return loss, tf.reduce_mean(tf.cast(correct, tf.float32)), logits
 
     def _forward(self, batch, training, reversal_weight):
         """(losses, detached pooled encoder states) of one teacher-forced pass."""
         logits, states, mask = self._translate(batch, training)
         translation_loss = sequence_cross_entropy(batch["target_token_ids"], logits, self.label_smoothing)
         pooled = masked_mean(states, mask)
-        reversed_pooled = self.gradient_reversal(pooled, weight=reversal_weight)
-        discriminator_loss, accuracy = self._discriminate(reversed_pooled, batch["source_language_id"],
-                                                          training)
+        if self.adversary_objective == "confusion":
+            discriminator_loss, accuracy, discriminator_logits = self._discriminate(
+                pooled, batch["source_language_id"], training)
+            # Cross-entropy against the uniform distribution: smallest when the discriminator
+            # cannot tell the languages apart. Only the encoder learns from it (the joint step
+            # leaves the discriminator's variables alone).
+            confusion = -tf.reduce_mean(tf.nn.log_softmax(discriminator_logits))
+            adversary_loss = reversal_weight * confusion
+        else:
+            reversed_pooled = self.gradient_reversal(pooled, weight=reversal_weight)
+            discriminator_loss, accuracy, _ = self._discriminate(reversed_pooled, batch["source_language_id"],
+                                                                 training)
+            # Through the reversal layer the encoder receives -weight times this loss's gradient.
+            adversary_loss = discriminator_loss
         losses = {
-            # What the joint step differentiates: through the reversal layer the encoder receives
-            # -weight times the discriminator's gradient; the translator reads translation_loss.
-            "loss": tf.cast(translation_loss, tf.float32) + discriminator_loss,
+            # What the joint step differentiates (translator variables only).
+            "loss": tf.cast(translation_loss, tf.float32) + adversary_loss,
             "translation_loss": translation_loss,
             "discriminator_loss": discriminator_loss,
             "discriminator_accuracy": accuracy,
@@ -240,7 +261,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         labels = batch["source_language_id"]
         for _ in range(self.discriminator_steps):
             with tf.GradientTape() as tape:
-                loss, _ = self._discriminate(pooled, labels, training=True)
+                loss, _, _ = self._discriminate(pooled, labels, training=True)
                 scaled = loss * loss_scale
             grads = tape.gradient(scaled, discriminator_variables)
             self.discriminator_optimizer.apply_gradients(zip(grads, discriminator_variables))
@@ -254,6 +275,11 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         groups["discriminator"] = ([layer.name for layer in self.discriminator_hidden_layers]
                                    + ["discriminator_logits"])
         return groups
+
+
+def _check_objective(objective):
+    if objective not in ("reversal", "confusion"):
+        raise UserError(f"adversarial: model.adversary_objective={objective!r} is not one of confusion, reversal")
 
 
 def masked_mean(states, mask):
