@@ -18,12 +18,15 @@ import platform
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 HERE = pathlib.Path(__file__).resolve().parent
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["lstm_seq2seq"], "Registered single-source seq2seq models to compare.")
+flags.DEFINE_list("configs", ["transformer=configs/transformer_tiny.py"],
+                  "MODEL=CONFIG_FILE: the config of that model's parent and scratch children (default: "
+                  "configs/<model>.py). The CPU-sized transformer by default.")
 flags.DEFINE_string("parents", "runs", "Parent runs are <parents>/<model>-en-de (trained with the default "
                     "config when missing).")
 flags.DEFINE_string("runs_dir", "runs/transfer_de_nl", "Where the child runs go.")
@@ -53,20 +56,42 @@ def child_overrides(steps):
             "train.max_minutes=0.0", "eval.validation_bleu_examples=200", *FLAGS.set]
 
 
+def config_file(model):
+    """The config file of this model's parent and scratch children, or None for configs/<model>.py."""
+    from xling_zoo.errors import UserError
+
+    if any("=" not in item for item in FLAGS.configs):
+        raise UserError(f"--configs takes MODEL=CONFIG_FILE items, got {FLAGS.configs}")
+    files = dict(item.split("=", 1) for item in FLAGS.configs)
+    return files.get(model)
+
+
+def config_flag(model):
+    return f" --config={config_file(model)}" if config_file(model) else ""
+
+
 def ensure_parent(model):
     from xling_zoo import config as config_lib
     from xling_zoo import trainer, workdir as workdir_lib
 
     parent = pathlib.Path(FLAGS.parents) / f"{model}-{PARENT_PAIR}"
     if workdir_lib.latest_checkpoint(parent) is None:
-        print(f"== Training the parent {parent} with the default config")
-        config = config_lib.load_config(model, overrides=[f"corpus={CORPUS}", f"pair={PARENT_PAIR}"])
+        print(f"== Training the parent {parent} with {config_file(model) or 'the default config'}")
+        config = config_lib.load_config(model, config_file(model),
+                                        overrides=[f"corpus={CORPUS}", f"pair={PARENT_PAIR}"])
         trainer.train_and_evaluate(config, parent)
+    requested = config_lib.load_config(model, config_file(model)).model.to_dict()
+    if workdir_lib.load_config(parent).model.to_dict() != requested:
+        from xling_zoo.errors import UserError
+
+        raise UserError(f"{parent} was trained with another model config than {config_file(model) or 'the default'}; "
+                        "move it away or pass --parents")
     metrics = workdir_lib.read_json(parent / workdir_lib.METRICS_FILE, {})
     if "bleu" not in metrics:
         from xling_zoo.evaluate import evaluate_run
 
-        metrics = evaluate_run(parent, split="test", beam_size=1)
+        evaluate_run(parent, split="test", beam_size=1)  # Merged into metrics.json with the step.
+        metrics = workdir_lib.read_json(parent / workdir_lib.METRICS_FILE, {})
     return parent, metrics
 
 
@@ -91,7 +116,7 @@ def child_flags(model, condition, size, parent, parent_config, run_dir):
         overrides = [f"tokenizer.vocab_size={vocab_size}", *overrides]
     sets = " ".join(f"--set={o}" for o in overrides)
     if condition == "scratch":
-        return (f"python -m xling_zoo.train --model={model} --corpus={CORPUS} --pair={CHILD_PAIR} "
+        return (f"python -m xling_zoo.train --model={model}{config_flag(model)} --corpus={CORPUS} --pair={CHILD_PAIR} "
                 f"--max_train_examples={size} --workdir={run_dir} {sets}"), overrides
     return (f"python -m xling_zoo.transfer --parent={parent} --corpus={CORPUS} --pair={CHILD_PAIR} "
             f"--max_train_examples={size} --workdir={run_dir} --vocab={condition.split('_')[1]} "
@@ -104,7 +129,7 @@ def train_child(model, condition, size, parent, parent_config, run_dir):
 
     _, overrides = child_flags(model, condition, size, parent, parent_config, run_dir)
     if condition == "scratch":
-        config = config_lib.load_config(model, overrides=[
+        config = config_lib.load_config(model, config_file(model), overrides=[
             f"corpus={CORPUS}", f"pair={CHILD_PAIR}", f"max_train_examples={size}", *overrides])
         trainer.train_and_evaluate(config, run_dir)
     else:
@@ -166,25 +191,28 @@ def write_report(results):
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axis = pyplot.subplots(figsize=(6.4, 4.2))
-    styles = {"scratch": "o--", "transfer_parent": "s-", "transfer_child": "^-"}
-    for model in FLAGS.models:
+    # One panel per model, same axes: the conditions compare within a panel, the models across.
+    figure, axes = pyplot.subplots(1, len(FLAGS.models), figsize=(4.2 * len(FLAGS.models) + 1, 4.2),
+                                   sharey=True, squeeze=False)
+    styles = {"scratch": ("o--", "C0"), "transfer_parent": ("s-", "C1"), "transfer_child": ("^-", "C2")}
+    # The floor every system must clear: many UI strings are names, numbers and placeholders.
+    copy = next((r["copy_source_bleu"] for r in rows if "copy_source_bleu" in r), None)
+    for axis, model in zip(axes[0], FLAGS.models):
         for condition in FLAGS.conditions:
             points = sorted((r["train_examples"], r["bleu"]) for r in rows
                             if r["model"] == model and r["condition"] == condition)
             if points:
-                label = LABELS[condition] + (f" ({model})" if len(FLAGS.models) > 1 else "")
-                axis.plot(*zip(*points), styles[condition], label=label)
-    # The floor every system must clear: many UI strings are names, numbers and placeholders.
-    copy = next((r["copy_source_bleu"] for r in rows if "copy_source_bleu" in r), None)
-    if copy is not None:
-        axis.axhline(copy, color="gray", linestyle=":", label="copy the English source")
-    axis.set_xscale("log")
-    axis.set_xlabel("en-nl training pairs")
-    axis.set_ylabel("test BLEU (greedy)")
-    axis.set_title(f"en-de parent -> en-nl child, {FLAGS.steps} updates per child")
-    axis.grid(True, alpha=0.3)
-    axis.legend(loc="center right")
+                style, color = styles[condition]
+                axis.plot(*zip(*points), style, color=color, label=LABELS[condition])
+        if copy is not None:
+            axis.axhline(copy, color="gray", linestyle=":", label="copy the English source")
+        axis.set_xscale("log")
+        axis.set_xlabel("en-nl training pairs")
+        axis.set_title(model)
+        axis.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("test BLEU (greedy)")
+    axes[0][-1].legend(loc="lower right", fontsize="small")
+    figure.suptitle(f"en-de parent -> en-nl child, {FLAGS.steps} updates per child")
     figure.tight_layout()
     figure.savefig(HERE / f"transfer_bleu{FLAGS.tag}.png", dpi=120)
 
@@ -205,7 +233,8 @@ def main(argv):
         parent, parent_metrics = ensure_parent(model)
         parent_config = workdir_lib.load_config(parent)
         results.update(check_no_test_leak(parent_config))
-        results["parents"][model] = {"run_dir": str(parent), "test_bleu": parent_metrics["bleu"],
+        results["parents"][model] = {"run_dir": str(parent),
+                                     "config": config_file(model) or f"configs/{model}.py", "test_bleu": parent_metrics["bleu"],
                                      "test_chrf": parent_metrics["chrf"], "steps": parent_metrics.get("step"),
                                      "beam_size": parent_metrics["decoding"]["beam_size"]}
         for size in [int(s) for s in FLAGS.sizes]:
