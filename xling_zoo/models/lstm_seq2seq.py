@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from xling_zoo.errors import UserError
+from xling_zoo.layers.hoisted_lstm import HoistedLSTM
 from xling_zoo.models.base import PAD_ID, Seq2SeqTask
 from xling_zoo.registry import register_model
 
@@ -50,13 +51,13 @@ class LSTMSeq2Seq(Seq2SeqTask):
                 # Named inner layer: Bidirectional derives forward_/backward_ names from it, and an
                 # auto-numbered name would differ between two instances (breaking transfer by path).
                 layer = keras.layers.Bidirectional(
-                    keras.layers.LSTM(units // 2, return_sequences=True, return_state=True, name="lstm"),
+                    HoistedLSTM(units // 2, return_sequences=True, return_state=True, name="lstm"),
                     name=f"encoder_lstm_{i}")
             else:
-                layer = keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"encoder_lstm_{i}")
+                layer = HoistedLSTM(units, return_sequences=True, return_state=True, name=f"encoder_lstm_{i}")
             self.encoder_layers.append(layer)
         self.decoder_layers = [
-            keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"decoder_lstm_{i}")
+            HoistedLSTM(units, return_sequences=True, return_state=True, name=f"decoder_lstm_{i}")
             for i in range(num_layers)
         ]
         if attention:
