@@ -156,6 +156,12 @@ def _to_fixed_width(tokens, width):
     return tf.ensure_shape(tokens, [None, width]) if isinstance(width, int) else tokens
 
 
+def normalize_whitespace(sentences):
+    """The corpora's whitespace normalisation (runs collapsed, ends stripped); the tokenizer keeps
+    whitespace, so inputs must get the same."""
+    return tf.strings.strip(tf.strings.regex_replace(sentences, r"\s+", " "))
+
+
 class Translator(tf.Module):
     """Raw strings in, translations out, in one graph: tokenize, decode, detokenize.
 
@@ -181,9 +187,7 @@ class Translator(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def translate(self, sentences):
-        # The same whitespace normalisation as the corpora: the tokenizer itself keeps whitespace.
-        sentences = tf.strings.strip(tf.strings.regex_replace(sentences, r"\s+", " "))
-        ids = encode_source(sentences, self.tokenizers, self.data_config, self.target_language)
+        ids = encode_source(normalize_whitespace(sentences), self.tokenizers, self.data_config, self.target_language)
         output = self._decode_ids(ids.to_tensor(default_value=PAD_ID))
         return self.tokenizers.target.detokenize(output)
 

@@ -99,6 +99,12 @@ def encode_source(strings, tokenizers, data_config, target_language):
     return _with_specials(pieces, prefix, [EOS_ID], data_config.max_length)
 
 
+def source_lengths(strings, tokenizers, data_config, target_language):
+    """int32 [B]: how many encoder ids each string needs, before ``encode_source``'s truncation."""
+    prefix = _source_prefix(tokenizers, data_config, target_language)
+    return tf.cast(tokenizers.source.tokenize(strings).row_lengths(), tf.int32) + len(prefix) + 1
+
+
 def length_report(examples, tokenizers, data_config, *, target_language):
     """How many pairs of ``examples`` exceed data.max_length, and what the pipeline does to them.
 
