@@ -92,6 +92,19 @@ def test_evaluate_writes_sacrebleu_metrics_and_the_copy_floor(trained_run):
     assert (workdir / "metrics_validation.json").exists() and validation["split"] == "validation"
 
 
+def test_evaluate_another_pair_into_the_same_target(trained_run):
+    _, workdir, _ = trained_run
+    before = (workdir / "metrics.json").read_text()
+    # A TSV corpus holds whatever pair it is named as: here the same file read as French-German.
+    metrics = evaluate.evaluate_run(workdir, split="test", max_examples=5, pair="fr-de")
+    assert metrics["pair"] == "fr-de" and metrics["examples"] == 5
+    assert (workdir / "metrics_test_fr-de.json").exists()
+    assert (workdir / "hypotheses_test_fr-de.beam1.txt").exists()
+    assert (workdir / "metrics.json").read_text() == before  # The run's own test figures stay.
+    with pytest.raises(UserError, match="translates into de .*not nl"):
+        evaluate.evaluate_run(workdir, pair="en-nl")
+
+
 def test_evaluate_without_a_checkpoint_is_a_clear_error(tmp_path, tiny_config):
     config = tiny_config("lstm_seq2seq")
     workdir_lib.prepare(config, tmp_path / "empty_run")

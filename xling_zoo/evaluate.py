@@ -33,18 +33,27 @@ def score(hypotheses, references, target_language):
     return result
 
 
-def evaluate_run(workdir, split="test", beam_size=None, max_examples=0):
-    """Translates ``split`` with the run's best weights and writes hypotheses and metrics."""
+def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=None):
+    """Translates ``split`` with the run's best weights and writes hypotheses and metrics.
+
+    ``pair`` scores another pair into the run's target language than the one it trained on: one
+    source of a multi-source run (``en-de`` of an ``en,nl-de`` run) or an unseen source (zero-shot).
+    Its files then carry the pair in their names; ``metrics.json`` is left alone.
+    """
     if split not in corpus.SPLITS:
         raise UserError(f"--split={split!r} is not one of {', '.join(corpus.SPLITS)}")
     run = workdir_lib.load_run(workdir)
     config = run.config
+    eval_pair = corpus.Pair.parse(pair) if pair else run.pair
+    if eval_pair.target_language != run.pair.target_language:
+        raise UserError(f"--pair={eval_pair}: the run in {run.workdir} translates into "
+                        f"{run.pair.target_language} (--pair={config.pair}), not {eval_pair.target_language}")
     translator = Translator(run.model, run.tokenizers, config, beam_size=beam_size)
-    examples = corpus.read_split(config.corpus, run.pair, split, data_dir=config.data_dir or None)
+    examples = corpus.read_split(config.corpus, eval_pair, split, data_dir=config.data_dir or None)
     if max_examples:
         examples = examples[:max_examples]
     if not examples:
-        raise UserError(f"the {split} split of {config.corpus} {config.pair} is empty")
+        raise UserError(f"the {split} split of {config.corpus} {eval_pair} is empty")
     sources = [e["source"] for e in examples]
     references = [e["target"] for e in examples]
     start = time.time()
@@ -56,16 +65,19 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0):
     metrics["copy_source"] = {k: v for k, v in score(sources, references, target).items() if k != "signatures"}
     metrics.update({
         "split": split,
+        "pair": str(eval_pair),
         "examples": len(examples),
         "decoding": {"beam_size": translator.beam_size, "length_penalty": translator.length_penalty,
                      "max_decode_length": translator.max_decode_length, "seconds": round(seconds, 1)},
         "checkpoint": str(run.checkpoint),
     })
-    suffix = "" if split == "test" else f"_{split}"
+    other_pair = eval_pair != run.pair
+    suffix = "" if split == "test" and not other_pair else f"_{split}"
+    suffix += f"_{eval_pair}" if other_pair else ""
     hypotheses_path = run.workdir / f"hypotheses{suffix}.beam{translator.beam_size}.txt"
     workdir_lib.write_atomically(hypotheses_path, "".join(h.replace("\n", " ") + "\n" for h in hypotheses))
     metrics["hypotheses"] = hypotheses_path.name
-    if split == "test":
+    if not suffix:
         workdir_lib.update_metrics(run.workdir, metrics)
     else:
         workdir_lib.write_atomically(run.workdir / f"metrics{suffix}.json", json.dumps(metrics, indent=2))
@@ -77,8 +89,8 @@ def main(argv):
 
     FLAGS = flags.FLAGS
     metrics = evaluate_run(FLAGS.workdir, split=FLAGS.split, beam_size=FLAGS.beam_size,
-                           max_examples=FLAGS.max_examples)
-    summary = {k: metrics[k] for k in ("split", "examples", "bleu", "chrf", "ter", "copy_source")}
+                           max_examples=FLAGS.max_examples, pair=FLAGS.pair)
+    summary = {k: metrics[k] for k in ("split", "pair", "examples", "bleu", "chrf", "ter", "copy_source")}
     print(json.dumps(summary, indent=2))
 
 
@@ -91,4 +103,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("split", "test", "Split to translate: train, validation or test.")
     flags.DEFINE_integer("beam_size", None, "Beam width (default: the run's eval.beam_size; 1 = greedy).")
     flags.DEFINE_integer("max_examples", 0, "Translate only the first N sentences (0 = all).")
+    flags.DEFINE_string("pair", None, "Score this pair instead of the run's own (same target language), "
+                        "e.g. one source of a multi-source run, or an unseen source language.")
     cli.run(main)
