@@ -28,7 +28,7 @@ def tiny_model(vocab=VOCAB, **overrides):
     return TransformerSeq2Seq.from_config(config, vocab)
 
 
-@pytest.mark.parametrize("config_file", ["transformer.py", "transformer_base.py"])
+@pytest.mark.parametrize("config_file", ["transformer.py", "transformer_tiny.py", "transformer_base.py"])
 def test_config_files_build(config_file):
     config = config_lib.load_config_file(config_lib.CONFIG_DIR / config_file)
     assert config.model_name == "transformer"
