@@ -16,7 +16,9 @@ from xling_zoo.evaluate import evaluate_run
 RUNS = {
     "lstm_attention": "lstm_seq2seq (default: bidirectional encoder, Luong attention)",
     "lstm_plain": "lstm_seq2seq --set=model.attention=false",
-    "transformer": "transformer (default config)",
+    "transformer": "transformer (configs/transformer.py)",
+    "transformer_tiny": "transformer --config=configs/transformer_tiny.py",
+    "adversarial": "adversarial --pair=en,nl-de (English and Dutch into German), scored on en-de",
 }
 
 
@@ -39,12 +41,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--output", required=True)
     parser.add_argument("--runs_dir", default="runs")
+    parser.add_argument("--prefix", default="compare3", help="Runs are <runs_dir>/<prefix>-<name>.")
     parser.add_argument("--max_examples", type=int, default=0, help="Smoke test: first N test sentences.")
     args = parser.parse_args()
     results = {"uptime_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
                "runs": {}}
     for name, description in RUNS.items():
-        workdir = f"{args.runs_dir}/compare-{name}"
+        workdir = f"{args.runs_dir}/{args.prefix}-{name}"
         if not pathlib.Path(workdir, workdir_lib.CONFIG_FILE).exists():
             results["runs"][name] = {"description": description, "missing": True}
             continue
@@ -52,7 +55,7 @@ def main():
         for beam in (1, 4):
             # evaluate_run rewrites the run's metrics.json test entry; keep each beam's figures here.
             metrics = evaluate_run(workdir, split="test", beam_size=beam,
-                                   max_examples=args.max_examples)
+                                   max_examples=args.max_examples, pair="en-de")
             entry[f"beam{beam}"] = {k: metrics[k] for k in ("bleu", "chrf", "ter")}
             entry[f"beam{beam}"]["decoding_seconds"] = metrics["decoding"]["seconds"]
             entry["checkpoint"] = metrics["checkpoint"]
