@@ -174,6 +174,7 @@ def test_remap_between_two_trained_vocabularies_counts_the_overlap():
 # === Training a child ===
 
 def test_child_vocabulary_trains_resumes_and_is_a_normal_run(parent_dir, nl_tsv, tmp_path):
+    from xling_zoo import export as export_lib
     from xling_zoo.evaluate import evaluate_run
 
     workdir = tmp_path / "child"
@@ -190,6 +191,9 @@ def test_child_vocabulary_trains_resumes_and_is_a_normal_run(parent_dir, nl_tsv,
     assert report["vocab"] == "child" and report["child"]["pair"] == "en-nl" and len(report["remapped"]) == 4
     assert all(r["rows_kept"] == summary["kept"] for r in report["remapped"].values())
     assert evaluate_run(workdir, max_examples=4)["examples"] == 4
+    # ...and exports for TF Serving with the child's vocabulary.
+    exported = export_lib.export_run(workdir, check_sentences=2)
+    assert json.loads((exported / export_lib.METADATA_FILE).read_text())["pair"] == "en-nl"
 
     # The same command resumes (nothing left to train); other settings are refused.
     before = (workdir / "transfer.json").read_bytes()
