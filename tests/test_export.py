@@ -33,7 +33,8 @@ def trained_run(request, tmp_path_factory, tiny_tsv):
 
 def serve(version_dir, sentences):
     signature = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE_KEY]
-    return [t.decode("utf-8") for t in signature(sentences=tf.constant(sentences))["translations"].numpy()]
+    batch = tf.constant(sentences, tf.string)
+    return [t.decode("utf-8") for t in signature(sentences=batch)["translations"].numpy()]
 
 
 def test_export_serves_raw_strings_like_the_run(trained_run, tmp_path):
@@ -43,6 +44,7 @@ def test_export_serves_raw_strings_like_the_run(trained_run, tmp_path):
     expected = [t.decode("utf-8") for t in Translator(run.model, run.tokenizers, run.config)
                 .translate(tf.constant(SENTENCES)).numpy()]
     assert serve(first, SENTENCES) == expected
+    assert serve(first, []) == []  # An empty request is answered, not an error.
     metadata = json.loads((first / export.METADATA_FILE).read_text())
     assert metadata["checked_sentences"] == 4 and metadata["max_source_tokens"] == 48
     # The next export takes the next version; no staging folder is left behind.

@@ -62,7 +62,10 @@ class ServingModule(tf.Module):
         sentences = _reject(sentences, lengths > self.max_source_tokens,
                             f"sentences needing more than data.max_length={self.max_source_tokens} source "
                             "tokens (the longest the model was trained on), at index", lengths)
-        return {"translations": self.translator.translate(sentences)}
+        # An empty request gets an empty answer (the encoder cannot run on zero rows).
+        translations = tf.cond(tf.size(sentences) > 0, lambda: self.translator.translate(sentences),
+                               lambda: tf.zeros([0], tf.string))
+        return {"translations": translations}
 
     def accepts(self, sentence):
         """Whether ``serve`` takes this sentence (used to pick the export's check sentences)."""
