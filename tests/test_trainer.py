@@ -83,6 +83,7 @@ def test_evaluate_writes_sacrebleu_metrics_and_the_copy_floor(trained_run):
     metrics = evaluate.evaluate_run(workdir, split="test", beam_size=2, max_examples=20)
     for key in ["bleu", "chrf", "ter", "signatures", "copy_source"]:
         assert key in metrics
+    assert metrics["sources_cut_to_max_length"] == 0  # The made-up test sentences are short.
     assert set(metrics["signatures"]) == {"bleu", "chrf", "ter"}
     assert "nrefs:1" in metrics["signatures"]["bleu"]
     saved = json.loads((workdir / "metrics.json").read_text())
@@ -127,6 +128,10 @@ def test_translate_cli(trained_run):
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
     empty = run_cli("translate", f"--workdir={workdir}", stdin="")
     assert empty.returncode == 2 and "stdin is empty" in empty.stderr
+    long_line = " ".join(["The red user opens the file."] * 20)
+    cut = run_cli("translate", f"--workdir={workdir}", stdin=f"The user saves.\n{long_line}\n")
+    assert cut.returncode == 0 and len(cut.stdout.splitlines()) == 2
+    assert "warning: line 2 has" in cut.stderr and "at most 48 (data.max_length)" in cut.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -9,7 +9,7 @@ which beam search tiles to ``batch * beam`` rows and reorders with ``tf.gather``
 import tensorflow as tf
 
 from xling_zoo.data.corpus import Pair
-from xling_zoo.data.pipeline import encode_source
+from xling_zoo.data.pipeline import encode_source, source_lengths
 from xling_zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from xling_zoo.errors import UserError
 
@@ -190,6 +190,15 @@ class Translator(tf.Module):
         ids = encode_source(normalize_whitespace(sentences), self.tokenizers, self.data_config, self.target_language)
         output = self._decode_ids(ids.to_tensor(default_value=PAD_ID))
         return self.tokenizers.target.detokenize(output)
+
+    def overlength(self, sentences):
+        """[(index, source tokens)] of the sentences longer than data.max_length: ``translate``
+        reads only their first max_length tokens, so callers must say so."""
+        if not sentences:
+            return []
+        lengths = source_lengths(normalize_whitespace(tf.constant(sentences, tf.string)), self.tokenizers,
+                                 self.data_config, self.target_language).numpy()
+        return [(i, int(n)) for i, n in enumerate(lengths) if n > self.data_config.max_length]
 
     def translate_all(self, sentences, batch_size=64):
         """Python list in, list out; batches sentences of similar length together for speed."""

@@ -59,6 +59,8 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
     start = time.time()
     hypotheses = translator.translate_all(sources, batch_size=config.eval.batch_size)
     seconds = time.time() - start
+    # Sources over data.max_length are translated from their first max_length tokens: counted.
+    overlength = len(translator.overlength(sources))
 
     target = run.pair.target_language
     metrics = score(hypotheses, references, target)
@@ -67,6 +69,7 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
         "split": split,
         "pair": str(eval_pair),
         "examples": len(examples),
+        "sources_cut_to_max_length": overlength,
         "decoding": {"beam_size": translator.beam_size, "length_penalty": translator.length_penalty,
                      "max_decode_length": translator.max_decode_length, "seconds": round(seconds, 1)},
         "checkpoint": str(run.checkpoint),

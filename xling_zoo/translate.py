@@ -1,6 +1,8 @@
 """Translate lines from stdin to stdout with a trained run: ``python -m xling_zoo.translate --workdir=DIR``.
 
-One output line per input line (an empty line stays empty), in order.
+One output line per input line (an empty line stays empty), in order. A line needing more source
+tokens than the model was trained on (data.max_length) is translated from its beginning, with a
+warning on stderr naming the line.
 """
 
 import sys
@@ -21,6 +23,10 @@ def translate_lines(run, lines, beam_size=None, batch_size=64):
     translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size)
     texts = [line.rstrip("\n") for line in lines]
     nonempty = [i for i, t in enumerate(texts) if t.strip()]
+    limit = run.config.data.max_length
+    for i, length in translator.overlength([texts[i] for i in nonempty]):
+        print(f"warning: line {nonempty[i] + 1} has {length} source tokens; the model reads at most "
+              f"{limit} (data.max_length), so only its beginning is translated", file=sys.stderr)
     outputs = [""] * len(texts)
     for i, translation in zip(nonempty, translator.translate_all([texts[i] for i in nonempty], batch_size)):
         outputs[i] = translation
