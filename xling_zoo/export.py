@@ -69,11 +69,8 @@ class ServingModule(tf.Module):
 
     def accepts(self, sentence):
         """Whether ``serve`` takes this sentence (used to pick the export's check sentences)."""
-        normalized = normalize_whitespace(tf.constant([sentence]))
-        lengths = source_lengths(normalized, self.translator.tokenizers, self.translator.data_config,
-                                 self.translator.target_language)
-        return (0 < len(sentence.encode("utf-8")) <= self.max_input_bytes and bool(normalized[0].numpy())
-                and int(lengths[0]) <= self.max_source_tokens)
+        return (len(sentence.encode("utf-8")) <= self.max_input_bytes and bool(sentence.strip())
+                and not self.translator.overlength([sentence]))
 
 
 def _reject(sentences, bad, message, values=None):
