@@ -145,9 +145,8 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         return subclass(num_source_languages=vocab.num_source_languages,
                         source_vocab_size=vocab.source_vocab_size,
                         target_vocab_size=vocab.target_vocab_size,
-                        # Runs made before adversary_objective existed used the reversal.
-                        **{key: model_config.get(key, "reversal") if key == "adversary_objective"
-                           else model_config[key] for key in ADVERSARY_KEYS},
+                        # A key missing from an older run's config takes the constructor default.
+                        **{key: model_config[key] for key in ADVERSARY_KEYS if key in model_config},
                         **dict(model_config[model_config.encoder_type]))
 
     @classmethod
