@@ -73,8 +73,11 @@ class NeverEos:
     def encode(self, encoder_token_ids, max_length):
         return self.model.encode(encoder_token_ids, max_length)
 
-    def decode_step(self, token_ids, state, index):
-        logits, state = self.model.decode_step(token_ids, state, index)
+    def decoding_weights(self):
+        return self.model.decoding_weights()
+
+    def decode_step(self, token_ids, state, index, weights=None):
+        logits, state = self.model.decode_step(token_ids, state, index, weights)
         return self._ban_eos(logits), state
 
     def __call__(self, inputs, training=False):

@@ -63,16 +63,27 @@ def test_cached_steps_equal_teacher_forcing(options, vocab):
     np.testing.assert_allclose(steps[1, :2], full[1, :2], atol=1e-4)  # Padding positions are not compared.
 
 
+@pytest.mark.parametrize("vocab", [VOCAB, JOINT_VOCAB], ids=["untied", "tied"])
+def test_decoding_weights_give_the_same_logits(vocab):
+    model = tiny_model(vocab)
+    state = model.encode(ENCODER_IDS, 6)
+    weights = model.decoding_weights()
+    assert (weights is None) == (vocab is VOCAB)  # Only the tied output matrix is rearranged.
+    plain, _ = model.decode_step(DECODER_IDS[:, 0], state, tf.constant(0))
+    with_weights, _ = model.decode_step(DECODER_IDS[:, 0], state, tf.constant(0), weights)
+    np.testing.assert_allclose(with_weights, plain, atol=1e-5)
+
+
 def test_state_is_batch_first():
     model = tiny_model()
     state = model.encode(ENCODER_IDS, 6)
     head_dim = TINY["hidden_dim"] // TINY["num_heads"]
-    assert state["encoder_padding_mask"].shape == (2, 5)
+    assert state["cross_bias"].shape == (2, 1, 1, 5)
     for i in range(TINY["num_decoder_layers"]):
         for name in ("self_key", "self_value"):
-            assert state[f"{name}_{i}"].shape == (2, 6, TINY["num_heads"], head_dim)
+            assert state[f"{name}_{i}"].shape == (2, TINY["num_heads"], 6, head_dim)
         for name in ("cross_key", "cross_value"):
-            assert state[f"{name}_{i}"].shape == (2, 5, TINY["num_heads"], head_dim)
+            assert state[f"{name}_{i}"].shape == (2, TINY["num_heads"], 5, head_dim)
 
 
 def test_compiled_step_with_symbolic_index():

@@ -104,9 +104,15 @@ class Seq2SeqTask(Task):
         search); caches are pre-allocated for ``max_decode_length`` steps."""
         raise NotImplementedError
 
-    def decode_step(self, token_ids, state, index):
+    def decoding_weights(self):
+        """Weights rearranged for ``decode_step`` (a transposed output matrix, ...), or None.
+        decode.py computes them once per decoding call, outside its step loop, and passes them to
+        every step as ``weights``: rearranging them inside the step would repeat it per token."""
+
+    def decode_step(self, token_ids, state, index, weights=None):
         """One decoder step. token_ids: int32 [batch], the previous output token; index: scalar
-        int32 position. Returns (logits float32 [batch, vocab], new state of the same structure)."""
+        int32 position; weights: what ``decoding_weights()`` returned (None works too, slower).
+        Returns (logits float32 [batch, vocab], new state of the same structure)."""
         raise NotImplementedError
 
     def compute_losses(self, batch, training=False):

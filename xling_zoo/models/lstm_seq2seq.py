@@ -162,7 +162,7 @@ class LSTMSeq2Seq(Seq2SeqTask):
             state[f"h_{i}"], state[f"c_{i}"] = h, c
         return state
 
-    def decode_step(self, token_ids, state, index):
+    def decode_step(self, token_ids, state, index, weights=None):
         # The LSTM state carries the whole history, so a step needs no cache beyond it.
         x = self.target_embedding(token_ids)
         new_state = dict(state)

@@ -198,9 +198,15 @@ class TransformerSeq2Seq(Seq2SeqTask):
 
     # --- Decoder -------------------------------------------------------------------------------
 
-    def _output(self, x):
+    def _output(self, x, output_kernel=None):
         if self.normalize_first:
             x = self.decoder_output_layer_norm(x)
+        if self.tie_embeddings and output_kernel is not None:
+            # What ReversibleEmbedding(reverse=True) computes, with the transpose done once per
+            # decoding call (decoding_weights): x @ E^T as a transposed-operand matmul took 16 %
+            # (XLA) to 40 % (without) longer per step than x @ (E^T) on a CPU.
+            dtype = self.target_embedding.reverse_dtype or x.dtype
+            return self.logits(tf.matmul(tf.cast(x, dtype), tf.cast(output_kernel, dtype)))
         if self.tie_embeddings:
             return self.logits(self.target_embedding(x, reverse=True))
         return self.logits(x)
@@ -229,32 +235,39 @@ class TransformerSeq2Seq(Seq2SeqTask):
         encoder_outputs, encoder_padding_mask = self._encode(encoder_token_ids)
         batch_size = tf.shape(encoder_token_ids)[0]
         head_dim = self.hidden_dim // self.num_heads
-        empty = tf.zeros([batch_size, max_decode_length, self.num_heads, head_dim], encoder_outputs.dtype)
-        state = {"encoder_padding_mask": encoder_padding_mask}
+        # Caches are heads-first, [batch, heads, length, head_dim], the layout of the attention
+        # matmuls, so that no step transposes a whole cache.
+        empty = tf.zeros([batch_size, self.num_heads, max_decode_length, head_dim], encoder_outputs.dtype)
+        # Additive attention bias for padded source positions: [batch, 1 head, 1 query, source].
+        state = {"cross_bias": _mask_to_bias(encoder_padding_mask[:, None, None, :], encoder_outputs.dtype)}
         for i, layer in enumerate(self.decoder_layers):
             # Cross-attention keys/values depend on the source only: projected once per sentence.
             cross_attention = layer._cross_attention_layer
-            state[f"cross_key_{i}"] = cross_attention._key_dense(encoder_outputs)
-            state[f"cross_value_{i}"] = cross_attention._value_dense(encoder_outputs)
+            state[f"cross_key_{i}"] = _heads_first(cross_attention._key_dense(encoder_outputs))
+            state[f"cross_value_{i}"] = _heads_first(cross_attention._value_dense(encoder_outputs))
             state[f"self_key_{i}"] = empty
             state[f"self_value_{i}"] = empty
         return state
 
-    def decode_step(self, token_ids, state, index):
+    def decoding_weights(self):
+        if not self.tie_embeddings:
+            return None
+        return {"output_kernel": tf.transpose(self.target_embedding.embeddings)}
+
+    def decode_step(self, token_ids, state, index, weights=None):
         index = tf.convert_to_tensor(index, tf.int32)
         x = self._embed(token_ids[:, None], self.target_embedding, self.target_position_embedding,
-                        self.target_embedding_dropout, start_index=index)
-        cache_length = tf.shape(state["self_key_0"])[1]
-        # [batch, 1 query, keys]: the new token sees itself and every earlier position.
-        self_mask = tf.broadcast_to(tf.range(cache_length)[None, None, :] <= index,
-                                    [tf.shape(x)[0], 1, cache_length])
-        cross_mask = state["encoder_padding_mask"][:, None, :]
+                        self.target_embedding_dropout, start_index=index)[:, 0, :]
+        cache_length = tf.shape(state["self_key_0"])[2]
+        # The new token sees itself and every earlier position: [1, 1 head, 1 query, keys].
+        self_bias = _mask_to_bias(tf.range(cache_length)[None, None, None, :] <= index, x.dtype)
         new_state = dict(state)
         for i, layer in enumerate(self.decoder_layers):
             x, new_state[f"self_key_{i}"], new_state[f"self_value_{i}"] = _cached_decoder_step(
                 layer, x, state[f"self_key_{i}"], state[f"self_value_{i}"], state[f"cross_key_{i}"],
-                state[f"cross_value_{i}"], index, self_mask, cross_mask)
-        return tf.cast(self._output(x)[:, 0, :], tf.float32), new_state
+                state[f"cross_value_{i}"], index, self_bias, state["cross_bias"])
+        output_kernel = weights["output_kernel"] if weights else None
+        return tf.cast(self._output(x, output_kernel), tf.float32), new_state
 
     # --- Transfer ------------------------------------------------------------------------------
 
@@ -286,22 +299,57 @@ class TransformerSeq2Seq(Seq2SeqTask):
         }
 
 
-def _attend(attention, query, key, value, mask):
-    """The projections and scaled dot-product attention of a keras ``MultiHeadAttention``."""
-    output, _ = attention._compute_attention(attention._query_dense(query), key, value, attention_mask=mask,
-                                             training=False)
-    return attention._output_dense(output)
+def _mask_to_bias(mask, dtype):
+    """Boolean keep-mask -> additive attention bias: 0, or Keras' large negative number (-1e9, or
+    -3e4 in float16, whose range ends at 65504) for masked positions."""
+    large_negative = -3e4 if tf.as_dtype(dtype) == tf.float16 else -1e9
+    return tf.where(mask, tf.constant(0.0, dtype), tf.constant(large_negative, dtype))
 
 
-def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value, index, self_mask, cross_mask):
-    """One token through a ``keras_hub.layers.TransformerDecoder`` at inference, with its own weights.
+def _heads_first(x):
+    """[batch, length, heads, head_dim] -> [batch, heads, length, head_dim]."""
+    return tf.transpose(x, [0, 2, 1, 3])
+
+
+def _flat_kernel(dense, dtype):
+    """A MultiHeadAttention input projection (EinsumDense, kernel [width, heads, head_dim]) as a
+    [width, heads * head_dim] matrix and bias in the compute dtype, for one plain matmul."""
+    kernel = tf.reshape(dense.kernel, [dense.kernel.shape[0], -1])
+    return tf.cast(kernel, dtype), tf.cast(tf.reshape(dense.bias, [-1]), dtype)
+
+
+def _split_heads(x, num_heads):
+    """[batch, heads * head_dim] -> [batch, heads, 1 query, head_dim]."""
+    return tf.reshape(x, [tf.shape(x)[0], num_heads, 1, -1])
+
+
+def _attend(attention, query, key, value, bias):
+    """Scaled dot-product attention of one query per sentence, with the weights of a keras
+    ``MultiHeadAttention``: query [batch, heads, 1, head_dim], key/value [batch, heads, length,
+    head_dim], bias broadcastable to [batch, heads, 1, length]. Returns [batch, width]."""
+    query = query * tf.cast(attention._inverse_sqrt_key_dim, query.dtype)
+    weights = tf.nn.softmax(tf.matmul(query, key, transpose_b=True) + bias)
+    context = tf.matmul(weights, value)  # [batch, heads, 1, head_dim]
+    output_kernel = attention._output_dense.kernel  # [heads, head_dim, width]
+    output_kernel = tf.cast(tf.reshape(output_kernel, [-1, output_kernel.shape[-1]]), query.dtype)
+    context = tf.reshape(context, [tf.shape(context)[0], -1])
+    return tf.matmul(context, output_kernel) + tf.cast(attention._output_dense.bias, query.dtype)
+
+
+def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value, index, self_bias, cross_bias):
+    """One token ([batch, width]) through a ``keras_hub.layers.TransformerDecoder`` at inference,
+    with its own weights.
 
     keras-hub's cached call keeps keys and values stacked in one [batch, 2, length, heads, dim]
-    tensor and re-slices, updates and re-stacks it on every step: on a CPU that copying was 3/4 of
-    the per-step time (benchmarks/decoding_speed.py). Separate key and value caches updated in place
-    make cached greedy ~2x faster; tests/models/test_transformer.py checks that the tokens match
-    the teacher-forced model exactly. Returns (x, self_key, self_value).
+    tensor and re-slices, updates and re-stacks it on every step, and Keras' attention transposes
+    the whole cache to heads-first for its matmuls on every step: on a CPU that copying was most of
+    the per-step time (benchmarks/decoding_speed.py). Here the caches are separate and heads-first,
+    updated in place, and the self-attention query, key and value come from one matmul.
+    tests/models/test_transformer.py checks that the logits match the teacher-forced model.
+    Returns (x, self_key, self_value).
     """
+    num_heads = self_key.shape[1]
+
     def sublayer(norm, x, fn):
         residual = x
         x = fn(norm(x) if layer.normalize_first else x) + residual
@@ -310,13 +358,24 @@ def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value,
     def self_attention(h):
         nonlocal self_key, self_value
         attention = layer._self_attention_layer
-        self_key = keras.ops.slice_update(self_key, [0, index, 0, 0], attention._key_dense(h))
-        self_value = keras.ops.slice_update(self_value, [0, index, 0, 0], attention._value_dense(h))
-        return _attend(attention, h, self_key, self_value, self_mask)
+        kernels, biases = zip(*(_flat_kernel(dense, h.dtype) for dense in
+                                (attention._query_dense, attention._key_dense, attention._value_dense)))
+        projected = tf.matmul(h, tf.concat(kernels, 1)) + tf.concat(biases, 0)
+        # Slices, not tf.split: Split on the minor axis was ~5x slower here (TF CPU executor).
+        width = projected.shape[-1] // 3
+        query, key, value = (projected[:, i * width:(i + 1) * width] for i in range(3))
+        self_key = keras.ops.slice_update(self_key, [0, 0, index, 0], _split_heads(key, num_heads))
+        self_value = keras.ops.slice_update(self_value, [0, 0, index, 0], _split_heads(value, num_heads))
+        return _attend(attention, _split_heads(query, num_heads), self_key, self_value, self_bias)
+
+    def cross_attention(h):
+        attention = layer._cross_attention_layer
+        kernel, bias = _flat_kernel(attention._query_dense, h.dtype)
+        query = _split_heads(tf.matmul(h, kernel) + bias, num_heads)
+        return _attend(attention, query, cross_key, cross_value, cross_bias)
 
     x = sublayer(layer._self_attention_layer_norm, x, self_attention)
-    x = sublayer(layer._cross_attention_layer_norm, x,
-                 lambda h: _attend(layer._cross_attention_layer, h, cross_key, cross_value, cross_mask))
+    x = sublayer(layer._cross_attention_layer_norm, x, cross_attention)
     x = sublayer(layer._feedforward_layer_norm, x,
                  lambda h: layer._feedforward_output_dense(layer._feedforward_intermediate_dense(h)))
     return x, self_key, self_value
