@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from xling_zoo import config as config_lib
@@ -166,3 +167,26 @@ def test_time_budget_stops_mid_epoch_and_keeps_what_was_trained(tmp_path, tiny_c
     assert metrics["stop_reason"].startswith("time budget")
     assert metrics["step"] < 500  # Stopped inside the first evaluation interval...
     assert workdir_lib.latest_checkpoint(tmp_path / "run") is not None  # ...and saved it.
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_train_step_reads_the_output_layer_at_real_positions_unless_compiled(jit_compile):
+    from tests.models import test_base
+    from tests.models.test_lstm_seq2seq import tiny_model
+
+    import tensorflow as tf
+
+    model = tiny_model(attention=True)
+    batch = test_base._batch()
+    del batch["source_language_id"]
+    model(batch)
+    train_config = config_lib.load_config("lstm_seq2seq").train
+    strategy = trainer.make_strategy(train_config)
+    optimizer = trainer.make_optimizer(train_config)
+    optimizer.build(model.trainable_variables)
+    step = trainer.make_train_step(strategy, model, optimizer, jit_compile=jit_compile)
+    # XLA needs static shapes, so the gather of real positions is off under jit_compile.
+    assert model.loss_on_real_positions is not jit_compile
+    logs = step(iter(tf.data.Dataset.from_tensors(batch).repeat()))
+    assert float(logs["target_tokens"]) == 6.0
+    assert np.isfinite(float(logs["loss"]))

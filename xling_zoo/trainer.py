@@ -216,6 +216,10 @@ def make_train_step(strategy, model, optimizer, jit_compile=False):
     """A tf.function taking a distributed iterator: one ``model.training_step`` per replica, then
     losses averaged and real (non-padding) target tokens summed over replicas."""
     loss_scale = 1.0 / strategy.num_replicas_in_sync
+    # XLA and TPUs need static shapes: the loss then reads the output layer at every position.
+    static_shapes = jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
+    if hasattr(model, "loss_on_real_positions"):
+        model.loss_on_real_positions = not static_shapes
 
     def step_fn(batch):
         losses = model.training_step(batch, optimizer, loss_scale=loss_scale)

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from xling_zoo.errors import UserError
 from xling_zoo.layers.gradient_reversal import GradientReversal
-from xling_zoo.models.base import Seq2SeqTask, sequence_cross_entropy
+from xling_zoo.models.base import Seq2SeqTask
 from xling_zoo.models.lstm_seq2seq import LSTMSeq2Seq
 from xling_zoo.models.transformer import TransformerSeq2Seq
 from xling_zoo.registry import register_model
@@ -178,7 +178,8 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         raise NotImplementedError
 
     def _translate(self, inputs, training=False):
-        """Teacher-forced pass: (logits [B, T, V], encoder states [B, S, W], source mask [B, S])."""
+        """Teacher-forced pass: (decoder features [B, T, W] for the output layer, encoder states
+        [B, S, W], source mask [B, S])."""
         raise NotImplementedError
 
     # --- Adversary -----------------------------------------------------------------------------
@@ -216,8 +217,8 @@ class AdversarialSeq2Seq(Seq2SeqTask):
 
     def _forward(self, batch, training, reversal_weight):
         """(losses, detached pooled encoder states) of one teacher-forced pass."""
-        logits, states, mask = self._translate(batch, training)
-        translation_loss = sequence_cross_entropy(batch["target_token_ids"], logits, self.label_smoothing)
+        features, states, mask = self._translate(batch, training)
+        translation_loss = self.translation_loss(batch["target_token_ids"], features, training)
         pooled = masked_mean(states, mask)
         if self.adversary_objective == "confusion":
             discriminator_loss, accuracy, discriminator_logits = self._discriminate(

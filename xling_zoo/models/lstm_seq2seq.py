@@ -136,22 +136,26 @@ class LSTMSeq2Seq(Seq2SeqTask):
         context = tf.matmul(weights, encoder_outputs)
         return self.attention_projection(tf.concat([context, decoder_outputs], -1))
 
-    def _output(self, x, encoder_outputs, source_mask, training=False):
+    def _features(self, x, encoder_outputs, source_mask):
+        """Decoder LSTM outputs -> what the output layer reads (attentional states with attention)."""
         if self.attention:
             x = self._attend(x, encoder_outputs, source_mask)
-        return self.logits(self.dropout_layer(x, training=training))
+        return x
+
+    def output_logits(self, features, training=False):
+        return self.logits(self.dropout_layer(features, training=training))
 
     def _decode(self, decoder_token_ids, encoder_outputs, source_mask, initial_states, training=False):
-        """Teacher-forced decoder: logits [B, T, V] from the encoder's outputs and final states."""
+        """Teacher-forced decoder: features [B, T, units] from the encoder's outputs and final states."""
         x = self.dropout_layer(self.target_embedding(decoder_token_ids), training=training)
         target_mask = tf.not_equal(decoder_token_ids, PAD_ID)
         for i, layer in enumerate(self.decoder_layers):
             if i:
                 x = self.dropout_layer(x, training=training)
             x, _, _ = layer(x, initial_state=initial_states[i], mask=target_mask, training=training)
-        return self._output(x, encoder_outputs, source_mask, training)
+        return self._features(x, encoder_outputs, source_mask)
 
-    def call(self, inputs, training=False):
+    def decoder_features(self, inputs, training=False):
         encoder_outputs, source_mask, states = self._encode(inputs["encoder_token_ids"], training)
         return self._decode(inputs["decoder_token_ids"], encoder_outputs, source_mask, states, training)
 
@@ -169,8 +173,8 @@ class LSTMSeq2Seq(Seq2SeqTask):
         for i, layer in enumerate(self.decoder_layers):
             x, (h, c) = layer.cell(x, [state[f"h_{i}"], state[f"c_{i}"]])
             new_state[f"h_{i}"], new_state[f"c_{i}"] = h, c
-        logits = self._output(x[:, None, :], state["encoder_outputs"], state["source_mask"])
-        return tf.cast(logits[:, 0, :], tf.float32), new_state
+        features = self._features(x[:, None, :], state["encoder_outputs"], state["source_mask"])
+        return tf.cast(self.output_logits(features[:, 0, :]), tf.float32), new_state
 
     # --- Transfer ------------------------------------------------------------------------------
 

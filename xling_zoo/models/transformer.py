@@ -211,17 +211,20 @@ class TransformerSeq2Seq(Seq2SeqTask):
             return self.logits(self.target_embedding(x, reverse=True))
         return self.logits(x)
 
+    def output_logits(self, features, training=False):
+        return self._output(features)
+
     def _decode(self, decoder_token_ids, encoder_outputs, encoder_padding_mask, training=False):
-        """Teacher-forced decoder: logits [B, T, V] for every target position."""
+        """Teacher-forced decoder: features [B, T, hidden_dim] for every target position."""
         x = self._embed(decoder_token_ids, self.target_embedding, self.target_position_embedding,
                         self.target_embedding_dropout, training=training)
         decoder_padding_mask = tf.not_equal(decoder_token_ids, PAD_ID)
         for layer in self.decoder_layers:
             x = layer(x, encoder_outputs, decoder_padding_mask=decoder_padding_mask,
                       encoder_padding_mask=encoder_padding_mask, training=training)
-        return self._output(x)
+        return x
 
-    def call(self, inputs, training=False):
+    def decoder_features(self, inputs, training=False):
         encoder_outputs, encoder_padding_mask = self._encode(inputs["encoder_token_ids"], training)
         return self._decode(inputs["decoder_token_ids"], encoder_outputs, encoder_padding_mask,
                             training)
