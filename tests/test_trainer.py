@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from xling_zoo import config as config_lib
 from xling_zoo import evaluate, trainer, workdir as workdir_lib
@@ -173,8 +174,6 @@ def test_time_budget_stops_mid_epoch_and_keeps_what_was_trained(tmp_path, tiny_c
 def test_train_step_reads_the_output_layer_at_real_positions_unless_compiled(jit_compile):
     from tests.models import test_base
     from tests.models.test_lstm_seq2seq import tiny_model
-
-    import tensorflow as tf
 
     model = tiny_model(attention=True)
     batch = test_base._batch()
