@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from xling_zoo import config as config_lib
-from xling_zoo import evaluate, trainer, workdir as workdir_lib
+from xling_zoo import evaluate, trainer
+from xling_zoo import workdir as workdir_lib
 from xling_zoo.errors import UserError
 
 
