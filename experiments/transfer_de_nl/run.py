@@ -32,6 +32,10 @@ flags.DEFINE_string("parents", "runs", "Parent runs are <parents>/<model>-en-de 
 flags.DEFINE_string("runs_dir", "runs/transfer_de_nl", "Where the child runs go.")
 flags.DEFINE_list("sizes", ["1000", "2000", "5000", "0"], "Child training pairs (0 = all).")
 flags.DEFINE_integer("steps", 300, "Updates per child run (the same for every condition and size).")
+flags.DEFINE_float("budget_minutes", 0.0, "If > 0, train every child to convergence instead of --steps updates: "
+                   "validation every --eval_every updates, early stopping (the config's patience), at most "
+                   "this many minutes of training.")
+flags.DEFINE_integer("eval_every", 100, "Updates between validations when --budget_minutes > 0.")
 flags.DEFINE_list("conditions", ["scratch", "transfer_parent", "transfer_child"], "Which children to train.")
 flags.DEFINE_float("transferred_lr_multiplier", 1.0, "Learning-rate factor of the transferred weights.")
 flags.DEFINE_multi_string("set", [], "Extra config overrides for every child run (key=value).")
@@ -50,10 +54,32 @@ def child_vocab_size(size, parent_vocab_size):
 
 
 def child_overrides(steps):
+    if FLAGS.budget_minutes:
+        # To convergence: the same validation interval for every size (an epoch of 1k pairs is 8
+        # updates), the config's early-stopping patience, a clock, and epochs enough never to bind.
+        return ["train.steps=0", "train.epochs=1000", f"train.eval_every_steps={FLAGS.eval_every}",
+                f"train.max_minutes={FLAGS.budget_minutes}", "eval.validation_bleu_examples=200", *FLAGS.set]
     # Two evaluations per run (the better is kept), no early stop and no clock: the same number
     # of updates for every child. 200 validation sentences keep evaluation cheap.
     return [f"train.steps={steps}", f"train.eval_every_steps={steps // 2}", "train.early_stopping_patience=0",
             "train.max_minutes=0.0", "eval.validation_bleu_examples=200", *FLAGS.set]
+
+
+def training_rule():
+    """How long each child trained, in words (report and plot)."""
+    if FLAGS.budget_minutes:
+        return (f"trained to convergence (validation every {FLAGS.eval_every} updates, early stopping, "
+                f"at most {FLAGS.budget_minutes:g} minutes)")
+    return f"after {FLAGS.steps} updates per child"
+
+
+def is_done(metrics):
+    """A scored run of this experiment's training rule (else it is trained again)."""
+    if "bleu" not in metrics:
+        return False
+    if FLAGS.budget_minutes:
+        return metrics.get("experiment_budget_minutes") == FLAGS.budget_minutes
+    return metrics.get("step") == FLAGS.steps
 
 
 def config_file(model):
@@ -146,13 +172,14 @@ def run_child(model, condition, size, parent, parent_config):
     run_dir = pathlib.Path(FLAGS.runs_dir) / model / name
     metrics = workdir_lib.read_json(run_dir / workdir_lib.METRICS_FILE, {})
     command, _ = child_flags(model, condition, size, parent, parent_config, run_dir)
-    if "bleu" not in metrics or metrics.get("step") != FLAGS.steps:
+    if not is_done(metrics):
         print(f"== {model} {name}")
         start = time.time()
         train_child(model, condition, size, parent, parent_config, run_dir)
         train_seconds = time.time() - start
         evaluate_run(run_dir, split="test", beam_size=1)
-        metrics = workdir_lib.update_metrics(run_dir, {"experiment_seconds": round(train_seconds, 1)})
+        metrics = workdir_lib.update_metrics(run_dir, {"experiment_seconds": round(train_seconds, 1),
+                                                       "experiment_budget_minutes": FLAGS.budget_minutes})
     tokenizers = json.loads((run_dir / "tokenizer" / "tokenizers.json").read_text())
     return {"model": model, "condition": condition, "size": size,
             "train_examples": metrics["data"]["train"]["examples"], "steps": metrics["step"],
@@ -172,7 +199,8 @@ def write_report(results):
             for condition in FLAGS.conditions:
                 run = next((r for r in rows if (r["model"], r["condition"], r["size"]) == (model, condition, size)),
                            None)
-                cells.append(f"{run['bleu']:.1f} / {run['chrf']:.1f}" if run else "-")
+                stopped = f" (stopped at {run['steps']:,})" if run and FLAGS.budget_minutes else ""
+                cells.append(f"{run['bleu']:.1f} / {run['chrf']:.1f}{stopped}" if run else "-")
             examples = next((r["train_examples"] for r in rows if (r["model"], r["size"]) == (model, size)), size)
             lines.append(f"| {model} | {examples:,} | " + " | ".join(cells) + " |")
     parents = ", ".join(f"{m}: BLEU {p['test_bleu']:.1f} / chrF {p['test_chrf']:.1f} on en-de test "
@@ -181,7 +209,7 @@ def write_report(results):
     copy = next((f" Copying the English source scores {r['copy_source_bleu']:.1f} / {r['copy_source_chrf']:.1f}."
                  for r in rows if "copy_source_bleu" in r), "")
     text = (f"Test BLEU / chrF (sacreBLEU, greedy) on the {results['child_test_sentences']} en-nl test "
-            f"sentences after {FLAGS.steps} updates per child.{copy} Parents: {parents}.\n\n" +
+            f"sentences, {training_rule()}.{copy} Parents: {parents}.\n\n" +
             "\n".join(lines) + "\n")
     (HERE / f"results{FLAGS.tag}.md").write_text(text)
     print(text)
@@ -212,7 +240,7 @@ def write_report(results):
         axis.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("test BLEU (greedy)")
     axes[0][-1].legend(loc="lower right", fontsize="small")
-    figure.suptitle(f"en-de parent -> en-nl child, {FLAGS.steps} updates per child")
+    figure.suptitle(f"en-de parent -> en-nl child, {training_rule()}", fontsize="medium")
     figure.tight_layout()
     figure.savefig(HERE / f"transfer_bleu{FLAGS.tag}.png", dpi=120)
 
@@ -227,6 +255,7 @@ def main(argv):
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), no GPU; "
                           f"python {platform.python_version()}",
                "command": " ".join([sys.executable.split("/")[-1]] + sys.argv), "steps": FLAGS.steps,
+               "budget_minutes": FLAGS.budget_minutes, "eval_every": FLAGS.eval_every,
                "transferred_lr_multiplier": FLAGS.transferred_lr_multiplier, "overrides": FLAGS.set,
                "parents": {}, "runs": []}
     for model in FLAGS.models:
