@@ -138,6 +138,7 @@ class Seq2SeqTask(Task):
         """Weights rearranged for ``decode_step`` (a transposed output matrix, ...), or None.
         decode.py computes them once per decoding call, outside its step loop, and passes them to
         every step as ``weights``: rearranging them inside the step would repeat it per token."""
+        return None  # noqa: RET501  (AutoGraph cannot convert a function whose body is a docstring)
 
     def decode_step(self, token_ids, state, index, weights=None):
         """One decoder step. token_ids: int32 [batch], the previous output token; index: scalar
