@@ -164,7 +164,7 @@ def _token_losses(labels, logits, label_smoothing):
     """
     logits = tf.cast(logits, tf.float32)
     log_normalizer = tf.reduce_logsumexp(logits, axis=-1)
-    nll = log_normalizer - tf.gather(logits, labels, axis=-1, batch_dims=len(labels.shape))
+    nll = log_normalizer - tf.gather(logits, labels, axis=-1, batch_dims=logits.shape.rank - 1)
     if not label_smoothing:
         return nll
     uniform = log_normalizer - tf.reduce_mean(logits, axis=-1)

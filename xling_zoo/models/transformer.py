@@ -329,9 +329,19 @@ def _split_heads(x, num_heads):
 def _attend(attention, query, key, value, bias):
     """Scaled dot-product attention of one query per sentence, with the weights of a keras
     ``MultiHeadAttention``: query [batch, heads, 1, head_dim], key/value [batch, heads, length,
-    head_dim], bias broadcastable to [batch, heads, 1, length]. Returns [batch, width]."""
-    query = query * tf.cast(attention._inverse_sqrt_key_dim, query.dtype)
-    weights = tf.nn.softmax(tf.matmul(query, key, transpose_b=True) + bias)
+    head_dim], bias broadcastable to [batch, heads, 1, length]. Returns [batch, width].
+
+    Follows whichever path Keras takes in the teacher-forced call, so that cached decoding matches
+    it under mixed precision too. (A source of padding only, which encode_source never makes, gets
+    uniform weights here where Keras' masked softmax gives zeros.)"""
+    if attention._dropout == 0:
+        # ops.dot_product_attention: scores scaled, biased and normalised in float32.
+        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) * attention._inverse_sqrt_key_dim
+        weights = tf.cast(tf.nn.softmax(scores + tf.cast(bias, tf.float32)), value.dtype)
+    else:
+        # The einsum path (attention dropout): the query scaled, softmax in the compute dtype.
+        query = query * tf.cast(attention._inverse_sqrt_key_dim, query.dtype)
+        weights = tf.nn.softmax(tf.matmul(query, key, transpose_b=True) + bias)
     context = tf.matmul(weights, value)  # [batch, heads, 1, head_dim]
     output_kernel = attention._output_dense.kernel  # [heads, head_dim, width]
     output_kernel = tf.cast(tf.reshape(output_kernel, [-1, output_kernel.shape[-1]]), query.dtype)
