@@ -14,7 +14,8 @@ built-in training split, and measures real (non-padding) target tokens per secon
   both sides, batch size tokens_per_batch // max_length (the same padded-token budget per batch),
   ``model.compile(Adam, SparseCategoricalCrossentropy(from_logits=True))`` and ``model.fit``.
   A window is one fit call of 1 + --recipe_steps batches, timed from the end of the first.
-* ours with XLA (train.jit_compile) and ours with mixed_bfloat16 (--variants).
+* ours with XLA (train.jit_compile), with mixed_bfloat16, and with the output layer and loss on
+  every target position, padding included, as XLA and TPUs need (--variants).
 
 Each is built and warmed up first (one epoch of ours: tracing and, under XLA, one compilation per
 bucket shape; --recipe_warmup_steps of the recipe), then --windows rounds time one window of each
@@ -74,7 +75,8 @@ flags.DEFINE_integer("max_train_examples", 2000, "Train on the first N pairs of 
 flags.DEFINE_integer("windows", 5, "Timed windows of each (an epoch of ours, --recipe_steps of the recipe).")
 flags.DEFINE_integer("recipe_steps", 10, "Steps per timed window of the recipe.")
 flags.DEFINE_integer("recipe_warmup_steps", 3, "Untimed recipe steps first (tracing).")
-flags.DEFINE_list("variants", ["bf16", "xla"], "Variants of ours to measure: bf16, xla.")
+flags.DEFINE_list("variants", ["bf16", "xla", "all_positions"],
+                  "Variants of ours to measure: bf16, xla, all_positions (loss on padding positions too).")
 flags.DEFINE_string("output", str(pathlib.Path(__file__).parent / "results" / "train_throughput.json"),
                     "Where the JSON result is written ('' = nowhere).")
 
@@ -84,7 +86,10 @@ MODEL = "lstm_seq2seq"
 # fraction of the matmul ceiling that a plain Keras model of this kind reached on this CPU (68 %).
 MIN_OURS_OVER_RECIPE = 1.5
 REFERENCE_FRACTION_OF_CEILING = 0.68
-VARIANTS = {"bf16": ("mixed_bfloat16", False), "xla": ("", True)}
+# name: (mixed_precision, jit_compile, loss_on_real_positions). "all_positions" is ours with the output
+# layer and loss on every target position, padding included (what XLA and TPUs must do).
+VARIANTS = {"bf16": ("mixed_bfloat16", False, True), "xla": ("", True, False),
+            "all_positions": ("", False, False)}
 
 
 def clocks():
@@ -120,11 +125,16 @@ def forward_flops(model_config, target_vocab_size, source_tokens, target_tokens,
     return flops
 
 
-def train_flops(model_config, target_vocab_size, counts, padded=False):
-    """Training FLOPs (forward + backward ~ 3x forward) of real tokens, or of padded shapes."""
+def train_flops(model_config, target_vocab_size, counts, padded=False, logits_on_real_positions=False):
+    """Training FLOPs (forward + backward ~ 3x forward) of real tokens, or of padded shapes (with
+    ``logits_on_real_positions``, the output layer at the real target tokens only, as ours runs it)."""
     prefix = "padded_" if padded else ""
-    return 3 * forward_flops(model_config, target_vocab_size, counts[prefix + "source_tokens"],
-                             counts[prefix + "target_tokens"], counts[prefix + "source_target_pairs"])
+    flops = 3 * forward_flops(model_config, target_vocab_size, counts[prefix + "source_tokens"],
+                              counts[prefix + "target_tokens"], counts[prefix + "source_target_pairs"])
+    if padded and logits_on_real_positions:
+        skipped = counts["padded_target_tokens"] - counts["target_tokens"]
+        flops -= 3 * skipped * 2 * model_config.units * target_vocab_size
+    return flops
 
 
 def batch_counts(batch):
@@ -197,9 +207,10 @@ def summarize(windows, ceilings, dtypes=("float32",)):
     return result
 
 
-def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compile):
-    """Our loop with (mixed_precision, jit_compile), warmed up by one epoch (tracing and, under XLA,
-    one compilation per bucket shape). Returns (run_window: one timed epoch, info)."""
+def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compile, loss_on_real_positions=True):
+    """Our loop with (mixed_precision, jit_compile, loss_on_real_positions), warmed up by one epoch
+    (tracing and, under XLA, one compilation per bucket shape). Returns (run_window: one timed
+    epoch, info)."""
     train_config = config.train.copy_and_resolve_references()
     train_config.mixed_precision, train_config.jit_compile = precision, jit_compile
     trainer.set_precision(train_config)
@@ -217,6 +228,9 @@ def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compil
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_step = trainer.make_train_step(strategy, model, optimizer, jit_compile)
+    model.loss_on_real_positions = loss_on_real_positions  # Read when the step is traced, below.
+    executed_flops = train_flops(config.model, tokenizers.target.vocab_size, epoch, padded=True,
+                                 logits_on_real_positions=loss_on_real_positions)
 
     def run_window():
         trainer.set_precision(train_config)  # the policy is global; the other runners change it
@@ -229,7 +243,7 @@ def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compil
             if not all(math.isfinite(v) for v in values.values()):
                 raise FloatingPointError(f"non-finite loss: {values}")
         window = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "target_tokens": tokens,
-                  "flops": epoch["flops"], "padded_flops": epoch["padded_flops"]}
+                  "flops": epoch["flops"], "padded_flops": executed_flops}
         if tokens != epoch["target_tokens"]:
             raise RuntimeError(f"an epoch had {tokens:.0f} target tokens, the counted epoch "
                                f"{epoch['target_tokens']}: windows are not whole epochs")
@@ -237,6 +251,7 @@ def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compil
 
     warmup = run_window()
     return run_window, {"mixed_precision": precision or "float32", "jit_compile": jit_compile,
+                        "loss_on_real_positions": loss_on_real_positions,
                         "warmup_epoch_wall_seconds": round(warmup["wall"], 2),
                         "warmup_epoch_cpu_seconds": round(warmup["cpu"], 2)}
 
