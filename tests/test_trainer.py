@@ -96,6 +96,17 @@ def test_evaluate_writes_sacrebleu_metrics_and_the_copy_floor(trained_run):
     assert (workdir / "metrics_validation.json").exists() and validation["split"] == "validation"
 
 
+def test_xla_decoding_gives_the_same_translations(trained_run):
+    _, workdir, _ = trained_run
+    plain = evaluate.evaluate_run(workdir, split="validation", max_examples=30)
+    plain_text = (workdir / plain["hypotheses"]).read_text()
+    compiled = evaluate.evaluate_run(workdir, split="validation", max_examples=30, jit_compile=True)
+    assert compiled["decoding"]["jit_compile"] and not plain["decoding"]["jit_compile"]
+    # Sources padded to a multiple of 16 tokens under XLA: padding is masked, the output the same.
+    assert (workdir / compiled["hypotheses"]).read_text() == plain_text
+    assert compiled["bleu"] == plain["bleu"]
+
+
 def test_evaluate_another_pair_into_the_same_target(trained_run):
     _, workdir, _ = trained_run
     before = (workdir / "metrics.json").read_text()

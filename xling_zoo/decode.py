@@ -186,11 +186,18 @@ def normalize_whitespace(sentences):
     return tf.strings.strip(tf.strings.regex_replace(sentences, r"\s+", " "))
 
 
+# Under XLA, source batches are padded to a multiple of this many tokens: XLA compiles once per
+# input shape, so this bounds the compilations (4 for data.max_length 64) at little padding cost.
+XLA_SOURCE_LENGTH_MULTIPLE = 16
+
+
 class Translator(tf.Module):
     """Raw strings in, translations out, in one graph: tokenize, decode, detokenize.
 
     Evaluation, the translate CLI and the SavedModel export all call ``translate``, so what is
-    measured is what is served.
+    measured is what is served. ``jit_compile=True`` compiles the decoder with XLA (16 % faster
+    cached greedy on one CPU core, benchmarks/decoding_speed.py; ~3 s of compilation per source
+    length bucket and batch size here).
     """
 
     def __init__(self, model, tokenizers, config, beam_size=None, max_decode_length=None, jit_compile=False):
@@ -204,6 +211,7 @@ class Translator(tf.Module):
             raise UserError(f"--beam_size must be >= 1, got {self.beam_size}")
         self.max_decode_length = int(max_decode_length or config.eval.max_decode_length)
         self.length_penalty = float(config.eval.length_penalty)
+        self.jit_compile = bool(jit_compile)
         self._decode_ids = tf.function(self._decode_ids_eager, jit_compile=jit_compile, reduce_retracing=True)
 
     def _decode_ids_eager(self, encoder_token_ids):
@@ -212,7 +220,11 @@ class Translator(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def translate(self, sentences):
         ids = encode_source(normalize_whitespace(sentences), self.tokenizers, self.data_config, self.target_language)
-        output = self._decode_ids(ids.to_tensor(default_value=PAD_ID))
+        ids = ids.to_tensor(default_value=PAD_ID)
+        if self.jit_compile:
+            extra = -tf.shape(ids)[1] % XLA_SOURCE_LENGTH_MULTIPLE
+            ids = tf.pad(ids, [[0, 0], [0, extra]], constant_values=PAD_ID)  # Padding is masked.
+        output = self._decode_ids(ids)
         return self.tokenizers.target.detokenize(output)
 
     def overlength(self, sentences):

@@ -33,12 +33,13 @@ def score(hypotheses, references, target_language):
     return result
 
 
-def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=None):
+def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=None, jit_compile=False):
     """Translates ``split`` with the run's best weights and writes hypotheses and metrics.
 
     ``pair`` scores another pair into the run's target language than the one it trained on: one
     source of a multi-source run (``en-de`` of an ``en,nl-de`` run) or an unseen source (zero-shot).
-    Its files then carry the pair in their names; ``metrics.json`` is left alone.
+    Its files then carry the pair in their names; ``metrics.json`` is left alone. ``jit_compile``
+    decodes with XLA (same translations, see decode.Translator).
     """
     if split not in corpus.SPLITS:
         raise UserError(f"--split={split!r} is not one of {', '.join(corpus.SPLITS)}")
@@ -48,7 +49,7 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
     if eval_pair.target_language != run.pair.target_language:
         raise UserError(f"--pair={eval_pair}: the run in {run.workdir} translates into "
                         f"{run.pair.target_language} (--pair={config.pair}), not {eval_pair.target_language}")
-    translator = Translator(run.model, run.tokenizers, config, beam_size=beam_size)
+    translator = Translator(run.model, run.tokenizers, config, beam_size=beam_size, jit_compile=jit_compile)
     examples = corpus.read_split(config.corpus, eval_pair, split, data_dir=config.data_dir or None)
     if max_examples:
         examples = examples[:max_examples]
@@ -71,7 +72,8 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
         "examples": len(examples),
         "sources_cut_to_max_length": overlength,
         "decoding": {"beam_size": translator.beam_size, "length_penalty": translator.length_penalty,
-                     "max_decode_length": translator.max_decode_length, "seconds": round(seconds, 1)},
+                     "max_decode_length": translator.max_decode_length, "jit_compile": translator.jit_compile,
+                     "seconds": round(seconds, 1)},
         "checkpoint": str(run.checkpoint),
     })
     other_pair = eval_pair != run.pair
@@ -92,7 +94,7 @@ def main(argv):
 
     FLAGS = flags.FLAGS
     metrics = evaluate_run(FLAGS.workdir, split=FLAGS.split, beam_size=FLAGS.beam_size,
-                           max_examples=FLAGS.max_examples, pair=FLAGS.pair)
+                           max_examples=FLAGS.max_examples, pair=FLAGS.pair, jit_compile=FLAGS.jit_compile)
     summary = {k: metrics[k] for k in ("split", "pair", "examples", "bleu", "chrf", "ter", "copy_source")}
     print(json.dumps(summary, indent=2))
 
@@ -108,4 +110,6 @@ if __name__ == "__main__":
     flags.DEFINE_integer("max_examples", 0, "Translate only the first N sentences (0 = all).")
     flags.DEFINE_string("pair", None, "Score this pair instead of the run's own (same target language), "
                         "e.g. one source of a multi-source run, or an unseen source language.")
+    flags.DEFINE_bool("jit_compile", False, "Compile the decoder with XLA (faster per batch; each new "
+                      "source length bucket compiles first, which pays off on large test sets).")
     cli.run(main)

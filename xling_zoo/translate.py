@@ -15,12 +15,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory (trained with python -m xling_zoo.train).", required=True)
 flags.DEFINE_integer("beam_size", None, "Beam width (default: the run's eval.beam_size; 1 = greedy).")
 flags.DEFINE_integer("batch_size", 64, "Sentences translated together.")
+flags.DEFINE_bool("jit_compile", False, "Compile the decoder with XLA (pays off on long inputs).")
 
 
-def translate_lines(run, lines, beam_size=None, batch_size=64):
+def translate_lines(run, lines, beam_size=None, batch_size=64, jit_compile=False):
     from xling_zoo.decode import Translator
 
-    translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size)
+    translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size, jit_compile=jit_compile)
     texts = [line.rstrip("\n") for line in lines]
     nonempty = [i for i, t in enumerate(texts) if t.strip()]
     limit = run.config.data.max_length
@@ -42,7 +43,7 @@ def main(argv):
     if not any(line.strip() for line in lines):
         raise UserError("stdin is empty: pipe the sentences to translate, one per line "
                         f"(echo 'Save the file' | python -m xling_zoo.translate --workdir={FLAGS.workdir})")
-    for translation in translate_lines(run, lines, FLAGS.beam_size, FLAGS.batch_size):
+    for translation in translate_lines(run, lines, FLAGS.beam_size, FLAGS.batch_size, FLAGS.jit_compile):
         print(translation)
 
 
