@@ -253,9 +253,14 @@ class TransformerSeq2Seq(Seq2SeqTask):
         return state
 
     def decoding_weights(self):
-        if not self.tie_embeddings:
-            return None
-        return {"output_kernel": tf.transpose(self.target_embedding.embeddings)}
+        # Once per decoding call, not per token: each decoder layer's self-attention query, key and
+        # value kernels side by side (one matmul), and the tied output matrix transposed.
+        weights = {}
+        for i, layer in enumerate(self.decoder_layers):
+            weights[f"self_qkv_{i}"] = _fused_qkv(layer._self_attention_layer)
+        if self.tie_embeddings:
+            weights["output_kernel"] = tf.transpose(self.target_embedding.embeddings)
+        return weights
 
     def decode_step(self, token_ids, state, index, weights=None):
         index = tf.convert_to_tensor(index, tf.int32)
@@ -265,11 +270,12 @@ class TransformerSeq2Seq(Seq2SeqTask):
         # The new token sees itself and every earlier position: [1, 1 head, 1 query, keys].
         self_bias = _mask_to_bias(tf.range(cache_length)[None, None, None, :] <= index, x.dtype)
         new_state = dict(state)
+        weights = weights or self.decoding_weights()
         for i, layer in enumerate(self.decoder_layers):
             x, new_state[f"self_key_{i}"], new_state[f"self_value_{i}"] = _cached_decoder_step(
                 layer, x, state[f"self_key_{i}"], state[f"self_value_{i}"], state[f"cross_key_{i}"],
-                state[f"cross_value_{i}"], index, self_bias, state["cross_bias"])
-        output_kernel = weights["output_kernel"] if weights else None
+                state[f"cross_value_{i}"], index, self_bias, state["cross_bias"], weights[f"self_qkv_{i}"])
+        output_kernel = weights.get("output_kernel")
         return tf.cast(self._output(x, output_kernel), tf.float32), new_state
 
     # --- Transfer ------------------------------------------------------------------------------
@@ -321,6 +327,13 @@ def _flat_kernel(dense, dtype):
     return tf.cast(kernel, dtype), tf.cast(tf.reshape(dense.bias, [-1]), dtype)
 
 
+def _fused_qkv(attention):
+    """(kernel [width, 3 * heads * head_dim], bias) of a MultiHeadAttention's query, key and value."""
+    kernels, biases = zip(*(_flat_kernel(dense, dense.kernel.dtype) for dense in
+                            (attention._query_dense, attention._key_dense, attention._value_dense)))
+    return tf.concat(kernels, 1), tf.concat(biases, 0)
+
+
 def _split_heads(x, num_heads):
     """[batch, heads * head_dim] -> [batch, heads, 1 query, head_dim]."""
     return tf.reshape(x, [tf.shape(x)[0], num_heads, 1, -1])
@@ -349,7 +362,8 @@ def _attend(attention, query, key, value, bias):
     return tf.matmul(context, output_kernel) + tf.cast(attention._output_dense.bias, query.dtype)
 
 
-def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value, index, self_bias, cross_bias):
+def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value, index, self_bias, cross_bias,
+                         self_qkv):
     """One token ([batch, width]) through a ``keras_hub.layers.TransformerDecoder`` at inference,
     with its own weights.
 
@@ -357,7 +371,8 @@ def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value,
     tensor and re-slices, updates and re-stacks it on every step, and Keras' attention transposes
     the whole cache to heads-first for its matmuls on every step: on a CPU that copying was most of
     the per-step time (benchmarks/decoding_speed.py). Here the caches are separate and heads-first,
-    updated in place, and the self-attention query, key and value come from one matmul.
+    updated in place, and the self-attention query, key and value come from one matmul
+    (``self_qkv``, from ``decoding_weights``).
     tests/models/test_transformer.py checks that the logits match the teacher-forced model.
     Returns (x, self_key, self_value).
     """
@@ -371,9 +386,8 @@ def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value,
     def self_attention(h):
         nonlocal self_key, self_value
         attention = layer._self_attention_layer
-        kernels, biases = zip(*(_flat_kernel(dense, h.dtype) for dense in
-                                (attention._query_dense, attention._key_dense, attention._value_dense)))
-        projected = tf.matmul(h, tf.concat(kernels, 1)) + tf.concat(biases, 0)
+        kernel, bias = self_qkv  # _fused_qkv, computed once per decoding call.
+        projected = tf.matmul(h, tf.cast(kernel, h.dtype)) + tf.cast(bias, h.dtype)
         # Slices, not tf.split: Split on the minor axis was ~5x slower here (TF CPU executor).
         width = projected.shape[-1] // 3
         query, key, value = (projected[:, i * width:(i + 1) * width] for i in range(3))
