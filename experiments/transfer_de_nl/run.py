@@ -248,6 +248,11 @@ def write_report(results):
 def main(argv):
     from xling_zoo import workdir as workdir_lib
 
+    from xling_zoo.errors import UserError
+
+    if FLAGS.budget_minutes < 0 or FLAGS.eval_every < 1:
+        raise UserError(f"--budget_minutes must be >= 0 (0 = fixed --steps) and --eval_every >= 1, got "
+                        f"{FLAGS.budget_minutes} and {FLAGS.eval_every}")
     results_path = HERE / f"results{FLAGS.tag}.json"
     if FLAGS.report:
         write_report(json.loads(results_path.read_text()))

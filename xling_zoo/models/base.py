@@ -103,7 +103,7 @@ class Seq2SeqTask(Task):
 
     task_type = "seq2seq"
     # Apply the output layer at the non-padding target positions only ([tokens, vocab] logits instead
-    # of [batch, length, vocab]): 1.09x training tokens/s for the default lstm_seq2seq on a CPU, whose
+    # of [batch, length, vocab]): 1.11-1.12x training tokens/s for the default lstm_seq2seq on a CPU, whose
     # bucketed batches are 25 % padding (benchmarks/). The gather has a data-dependent shape, so the
     # trainer turns it off under XLA (train.jit_compile) and on TPUs.
     loss_on_real_positions = True

@@ -203,8 +203,8 @@ class TransformerSeq2Seq(Seq2SeqTask):
             x = self.decoder_output_layer_norm(x)
         if self.tie_embeddings and output_kernel is not None:
             # What ReversibleEmbedding(reverse=True) computes, with the transpose done once per
-            # decoding call (decoding_weights): x @ E^T as a transposed-operand matmul took 16 %
-            # (XLA) to 40 % (without) longer per step than x @ (E^T) on a CPU.
+            # decoding call (decoding_weights): without XLA, x @ E^T as a transposed-operand matmul
+            # took 31-45 % longer per step than x @ (E^T) on a CPU (benchmarks/decode_step_ops.py).
             dtype = self.target_embedding.reverse_dtype or x.dtype
             return self.logits(tf.matmul(tf.cast(x, dtype), tf.cast(output_kernel, dtype)))
         if self.tie_embeddings:
