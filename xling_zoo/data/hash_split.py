@@ -15,6 +15,8 @@ subsample and the first 1k are inside the first 2k (``max_train_examples``).
 
 import hashlib
 
+import tensorflow as tf
+
 SPLITS = ("train", "validation", "test")
 BUCKETS = 1000
 TEST_BUCKETS = 30
@@ -69,8 +71,9 @@ def sort_by_key(rows, key_of):
 
 
 def file_sha256(path):
+    """sha256 of a file on any filesystem tf.io.gfile reaches (local, gs://, ram://)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with tf.io.gfile.GFile(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

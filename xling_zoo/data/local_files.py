@@ -8,13 +8,21 @@
 The prepared dataset is named after a sha256 of the files' contents, so editing a file prepares it
 again instead of reading a stale copy. Training pairs are stored in hash order (nested
 ``max_train_examples`` subsamples); validation and test keep the order of the files.
+
+Files may be on any filesystem tf.io.gfile reaches (a local disk, gs://, TensorFlow's in-memory
+ram://). The file helpers below (reading, writing aside then renaming, preparing a TFDS builder
+into a data dir that may be a bucket) serve the other data modules too.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import os
-import pathlib
+import re
+import tempfile
+import uuid
 
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
@@ -22,6 +30,107 @@ from xling_zoo.data import hash_split
 from xling_zoo.errors import UserError
 
 KINDS = ("tsv", "text")
+
+# ---------------------------------------------------------------------------------------------
+# Files anywhere tf.io.gfile reaches
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(path):
+    """True for gs://bucket/dir, ram://dir: paths to take as given, never made absolute."""
+    return bool(_URL.match(os.fspath(path)))
+
+
+@contextlib.contextmanager
+def _naming_errors(path):
+    """Storage errors (permission denied, no such bucket) as one line naming ``path``."""
+    try:
+        yield
+    except tf.errors.NotFoundError:
+        raise UserError(f"file {path} does not exist") from None
+    except tf.errors.OpError as error:
+        raise UserError(f"cannot read {path}: {error.message}") from None
+
+
+def check_file(path):
+    """A UserError naming ``path`` unless it is an existing file."""
+    with _naming_errors(path):
+        if tf.io.gfile.isdir(path):
+            raise UserError(f"{path} is a directory, expected a file")
+        if not tf.io.gfile.exists(path):
+            raise UserError(f"file {path} does not exist")
+
+
+def read_bytes(path):
+    path = os.fspath(path)
+    check_file(path)
+    with _naming_errors(path), tf.io.gfile.GFile(path, "rb") as stream:
+        return stream.read()
+
+
+def _put_atomically(path, write):
+    """``write(aside)`` writes to a temporary name next to ``path``, then it is renamed onto ``path``:
+    a reader, or a run that crashes midway, never finds a half-written file there."""
+    path = os.fspath(path)
+    aside = f"{path}.incomplete-{uuid.uuid4().hex[:12]}"
+    try:
+        write(aside)
+        tf.io.gfile.rename(aside, path, overwrite=True)
+    except BaseException:
+        with contextlib.suppress(tf.errors.OpError):
+            tf.io.gfile.remove(aside)
+        raise
+
+
+def write_atomically(path, data):
+    """Writes ``data`` (bytes or str) to ``path``, aside first (see ``_put_atomically``)."""
+
+    def write(aside):
+        with tf.io.gfile.GFile(aside, "wb") as stream:
+            stream.write(data)
+
+    _put_atomically(path, write)
+
+
+def _copy_atomically(source, path):
+    _put_atomically(path, lambda aside: tf.io.gfile.copy(source, aside, overwrite=True))
+
+
+# TFDS takes a dataset directory as prepared once these exist; copied last, in this order.
+_PREPARED_MARKERS = ("features.json", "dataset_info.json")
+
+
+def prepared_builder(make_builder, tfds_dir, download_config):
+    """``make_builder(tfds_dir)``, prepared (TFDS ``download_and_prepare``) unless it already is.
+
+    TFDS prepares into an incomplete directory and renames it: atomic on a local disk, but a bucket
+    renames object by object (a crash midway can leave a directory TFDS takes as prepared) and
+    TensorFlow's ram:// renames a directory without its files. So under a URL the dataset is
+    prepared in a local temporary directory, then copied in file by file, each written aside and
+    renamed, the files that mark it prepared last.
+    """
+    builder = make_builder(tfds_dir)
+    if builder.is_prepared():
+        return builder
+    if not is_url(tfds_dir):
+        builder.download_and_prepare(download_config=download_config)
+        return builder
+    with tempfile.TemporaryDirectory(prefix="xling_zoo_tfds-") as staging_dir:
+        staged = make_builder(staging_dir)
+        staged.download_and_prepare(download_config=download_config)
+        source_dir, target_dir = os.fspath(staged.data_path), os.fspath(builder.data_path)
+        files = [os.path.relpath(os.path.join(root, name), source_dir)
+                 for root, _, names in os.walk(source_dir) for name in names]
+        files.sort(key=lambda name: _PREPARED_MARKERS.index(name) + 1 if name in _PREPARED_MARKERS else 0)
+        for name in files:
+            tf.io.gfile.makedirs(os.path.dirname(os.path.join(target_dir, name)))
+            _copy_atomically(os.path.join(source_dir, name), os.path.join(target_dir, name))
+    return make_builder(tfds_dir)  # Reads the copied dataset_info.json (split sizes, metadata).
+
+
+# ---------------------------------------------------------------------------------------------
+# tsv and aligned text files
 
 
 @dataclasses.dataclass(eq=False)
@@ -37,13 +146,7 @@ class LocalFilesConfig(tfds.core.BuilderConfig):
 
 def _lines(path):
     """(line number, bytes) of a file, without line ends; a missing final newline is fine."""
-    try:
-        data = pathlib.Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"file {path} does not exist") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a directory, expected a file") from None
-    lines = data.split(b"\n")
+    lines = read_bytes(path).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     if lines and lines[0].startswith(b"\xef\xbb\xbf"):
@@ -163,7 +266,7 @@ class XlingZooLocalFiles(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        del dl_manager  # Reads local files only.
+        del dl_manager  # Reads the user's files, downloads nothing.
         config = self.builder_config
         splits, checker = read_splits(config)
         self.info.metadata["files"] = {role: list(_files_of_role(config, location)) for role, location in config.roles}
@@ -200,18 +303,16 @@ def make_config(kind, locations, source_language, target_language, skip_bad_line
 
 
 def _file_sha256(path):
-    if not os.path.isfile(path):
-        raise UserError(f"file {path} does not exist" if not os.path.exists(path)
-                        else f"{path} is not a regular file")
-    return hash_split.file_sha256(path)
+    check_file(path)
+    with _naming_errors(path):
+        return hash_split.file_sha256(path)
 
 
 def prepare(kind, locations, source_language, target_language, tfds_dir, skip_bad_lines=False):
-    """The prepared builder for one language pair of local files."""
+    """The prepared builder for one language pair of the user's files."""
     config = make_config(kind, locations, source_language, target_language, skip_bad_lines)
-    builder = XlingZooLocalFiles(config=config, data_dir=tfds_dir)
-    if not builder.is_prepared():
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    builder = prepared_builder(lambda data_dir: XlingZooLocalFiles(config=config, data_dir=data_dir), tfds_dir,
+                               tfds.download.DownloadConfig(try_download_gcs=False))
     skipped = builder.info.metadata.get("skipped_lines", 0)
     if skipped:
         logging.warning("skipped %d bad lines in %s files (first: %s)", skipped, kind,

@@ -18,7 +18,6 @@ tensorflow-text's SentencePiece decoder drops leading whitespace):
 import io
 import json
 import os
-import pathlib
 import random
 import re
 
@@ -27,6 +26,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from sentencepiece import sentencepiece_model_pb2
 
+from xling_zoo.data import local_files
 from xling_zoo.errors import UserError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -125,20 +125,22 @@ class SubwordTokenizer(tf.Module):
             raise
         return cls(writer.getvalue())
 
-    # === Files ===
+    # === Files: local, or anywhere tf.io.gfile reaches (gs://, ram://) ===
 
     @classmethod
     def load(cls, path):
-        path = pathlib.Path(path)
-        if not path.is_file():
+        path = os.fspath(path)
+        if not tf.io.gfile.exists(path):
             raise UserError(f"tokenizer model {path} does not exist")
+        data = local_files.read_bytes(path)
         try:
-            return cls(path.read_bytes())
+            return cls(data)
         except UserError as error:
             raise UserError(f"tokenizer model {path} is corrupt: {error}") from error
 
     def save(self, path):
-        pathlib.Path(path).write_bytes(self.model_proto)
+        """Written aside, then renamed: an interrupted save never leaves a half-written model."""
+        local_files.write_atomically(path, self.model_proto)
 
     # === Vocabulary ===
 
@@ -217,28 +219,30 @@ class Tokenizers(tf.Module):
         self.joint = self.target is self.source
 
     def save(self, directory):
-        directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        """Into ``directory`` (local, gs://..., ram://...): each file written aside and renamed,
+        tokenizers.json last, so a directory holding it holds complete models."""
+        directory = os.fspath(directory)
+        tf.io.gfile.makedirs(directory)
         files = {"source": "spm.model", "target": "spm.model"} if self.joint else {
             "source": "source_spm.model", "target": "target_spm.model"}
-        self.source.save(directory / files["source"])
+        self.source.save(os.path.join(directory, files["source"]))
         if not self.joint:
-            self.target.save(directory / files["target"])
+            self.target.save(os.path.join(directory, files["target"]))
         info = {"joint": self.joint, "files": files,
                 "vocab_size": {"source": self.source.vocab_size, "target": self.target.vocab_size}}
-        (directory / TOKENIZERS_JSON).write_text(json.dumps(info, indent=2) + "\n")
+        local_files.write_atomically(os.path.join(directory, TOKENIZERS_JSON), json.dumps(info, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory):
-        directory = pathlib.Path(directory)
-        info_path = directory / TOKENIZERS_JSON
-        if not info_path.is_file():
+        directory = os.fspath(directory)
+        info_path = os.path.join(directory, TOKENIZERS_JSON)
+        if not tf.io.gfile.exists(info_path):
             raise UserError(f"{directory} holds no tokenizers ({TOKENIZERS_JSON} is missing)")
         try:
-            info = json.loads(info_path.read_text())
+            info = json.loads(local_files.read_bytes(info_path))
             files = info["files"]
-            source = SubwordTokenizer.load(directory / files["source"])
-            target = source if info["joint"] else SubwordTokenizer.load(directory / files["target"])
+            source = SubwordTokenizer.load(os.path.join(directory, files["source"]))
+            target = source if info["joint"] else SubwordTokenizer.load(os.path.join(directory, files["target"]))
         except (ValueError, KeyError, TypeError, UserError) as error:
             raise UserError(f"the tokenizers in {directory} are corrupt: {error}") from error
         return cls(source, target)
