@@ -208,3 +208,69 @@ def test_config_mistakes_are_user_errors(tokenizers):
         make(tokenizers, config=data_config(tokens_per_batch=MAX_LENGTH - 1))
     with pytest.raises(UserError, match="<2xx>"):
         pipeline.encode_source(tf.constant(["one"]), tokenizers, data_config(), "xx")
+
+
+def real_tokens(batches):
+    """{key: number of non-padding ids} over batches of numpy dicts."""
+    keys = ("encoder_token_ids", "decoder_token_ids", "target_token_ids")
+    return {key: int(sum((b[key] != PAD_ID).sum() for b in batches)) for key in keys}
+
+
+def without_padding_rows(batch):
+    real = (batch["encoder_token_ids"] != PAD_ID).any(axis=1)
+    return {key: value[real] for key, value in batch.items()}
+
+
+def test_batch_shapes_are_the_token_budget_per_bucket():
+    assert pipeline.batch_shapes(data_config()) == [(8, 4), (5, 6), (4, MAX_LENGTH)]
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=2)
+    assert pipeline.batch_shapes(data_config(), context) == [(4, 4), (2, 6), (2, MAX_LENGTH)]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_static_shapes_give_every_batch_its_bucket_shape_and_keep_every_example(tokenizers, training):
+    shapes = pipeline.batch_shapes(data_config())
+    dynamic = make(tokenizers, training=training, seed=5)
+    static = make(tokenizers, training=training, seed=5, static_shapes=True)
+    assert all(spec.shape.rank == (1 if key == "source_language_id" else 2)
+               for key, spec in static.element_spec.items())
+    _, dynamic_batches = rows(dynamic, tokenizers)
+    found, batches = rows(static, tokenizers)
+    seen = set()
+    for batch in batches:
+        size, length = batch["encoder_token_ids"].shape
+        seen.add((size, length))
+        assert (size, length) in shapes
+        assert batch["decoder_token_ids"].shape == batch["target_token_ids"].shape == (size, length)
+        assert batch["source_language_id"].shape == (size,)
+    assert seen == set(shapes)  # The corpus fills every bucket.
+    # Padding rows were added (the tiny corpus leaves a partial last batch) and are padding in every key.
+    padded_rows = sum(len(b["source_language_id"]) for b in batches) - sum(
+        len(b["source_language_id"]) for b in dynamic_batches)
+    assert padded_rows > 0
+    for batch in batches:
+        padding = ~(batch["encoder_token_ids"] != PAD_ID).any(axis=1)
+        for key, value in batch.items():
+            assert not value[padding].any(), key
+    # Nothing real is lost or changed: the same pairs, tokens and batches as without static shapes.
+    assert real_tokens(batches) == real_tokens(dynamic_batches)
+    assert set(found) - {""} == {s for s, _ in PAIRS} - expected_overlength(tokenizers)  # "": padding rows
+    assert len(batches) == len(dynamic_batches)
+    for static_batch, dynamic_batch in zip(batches, dynamic_batches):
+        real = without_padding_rows(static_batch)
+        assert all(np.array_equal(real[key], dynamic_batch[key]) for key in real)
+
+
+def test_static_shapes_with_one_bucket_define_the_element_spec(tokenizers):
+    config = data_config(bucket_boundaries=())
+    (size, length), = pipeline.batch_shapes(config)
+    static = make(tokenizers, config=config, training=True, static_shapes=True)
+    shapes = {key: tuple(spec.shape) for key, spec in static.element_spec.items()}
+    assert shapes == {"encoder_token_ids": (size, length), "decoder_token_ids": (size, length),
+                      "target_token_ids": (size, length), "source_language_id": (size,)}
+    _, batches = rows(static, tokenizers)
+    assert {b["encoder_token_ids"].shape for b in batches} == {(size, length)}
+    _, dynamic_batches = rows(make(tokenizers, config=config, training=True), tokenizers)
+    assert real_tokens(batches) == real_tokens(dynamic_batches)
+    # The default pipeline leaves its shapes open (its last batch is smaller).
+    assert make(tokenizers, config=config).element_spec["encoder_token_ids"].shape.as_list() == [None, None]

@@ -17,6 +17,14 @@ Batches group pairs of similar length: the longer side of a pair picks the small
 bucket's length L, with B = tokens_per_batch (per replica) // L. Every batch therefore holds at most
 ``tokens_per_batch`` padded tokens per side, and each bucket has one fixed shape but for the
 smaller last batch of a pass.
+
+XLA (``train.jit_compile``) and TPUs compile one program per input shape, so ``static_shapes=True``
+pads that last batch with all-padding rows to the bucket's [B, L]: every batch has one of the
+``batch_shapes`` (one compilation per bucket). Padding rather than dropping it keeps every example
+in every pass, validation included. A padding row's target ids are all 0, so the translation loss
+and the token counts skip it; a loss over rows (not tokens) must skip such rows too. A dataset
+mixes the buckets' shapes, so its
+``element_spec`` is fully defined only with a single bucket (``data.bucket_boundaries=()``).
 """
 
 import tensorflow as tf
@@ -125,8 +133,27 @@ def length_report(examples, tokenizers, data_config, *, target_language):
     return {"examples": int(total), "overlength": int(overlength), "action": data_config.overlength}
 
 
+def _per_replica_budget(data_config, input_context):
+    budget = data_config.tokens_per_batch
+    if input_context is not None:
+        budget //= input_context.num_replicas_in_sync
+    if budget < data_config.max_length:
+        raise UserError(
+            f"data.tokens_per_batch={data_config.tokens_per_batch} ({budget} per replica) is smaller "
+            f"than data.max_length={data_config.max_length}: raise tokens_per_batch or lower max_length")
+    return budget
+
+
+def batch_shapes(data_config, input_context=None):
+    """[(B, L)] per bucket, shortest first: the shapes of ``make_dataset(..., static_shapes=True)``'s
+    token-id batches (its source_language_id batches are [B])."""
+    _check_data_config(data_config)
+    budget = _per_replica_budget(data_config, input_context)
+    return [(budget // length, length) for length in _bucket_lengths(data_config)]
+
+
 def make_dataset(examples, tokenizers, data_config, *, target_language, source_languages, training,
-                 input_context=None, seed=0):
+                 input_context=None, seed=0, static_shapes=False):
     """Batches of a split for training (training=True) or validation loss (training=False).
 
     examples: a dataset of {"source", "target", "source_language"} tf.string scalars
@@ -135,6 +162,8 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
       input pipeline's shard, and the token budget is per replica.
     training: shuffle (seeded by ``seed``, reshuffled every pass). The dataset is never repeated:
       one iteration is one pass (the trainer repeats). Validation keeps the order of ``examples``.
+    static_shapes: every batch of a bucket has that bucket's shape in ``batch_shapes`` (the last
+      batch of a pass is padded with all-padding rows), as XLA and TPUs need.
     """
     _check_data_config(data_config)
     if not source_languages:
@@ -143,17 +172,10 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
     max_length = data_config.max_length
     truncate = data_config.overlength == "truncate"
 
-    budget = data_config.tokens_per_batch
-    if input_context is not None:
-        budget //= input_context.num_replicas_in_sync
-        # Shard the raw examples, before shuffling and tokenizing, so each pipeline does 1/N of it.
-        if input_context.num_input_pipelines > 1:
-            examples = examples.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if budget < max_length:
-        raise UserError(
-            f"data.tokens_per_batch={data_config.tokens_per_batch} ({budget} per replica) is smaller "
-            f"than data.max_length={max_length}: raise tokens_per_batch or lower max_length")
-    lengths = _bucket_lengths(data_config)
+    shapes = batch_shapes(data_config, input_context)
+    # Shard the raw examples, before shuffling and tokenizing, so each pipeline does 1/N of it.
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        examples = examples.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
     if training:
         examples = examples.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -172,8 +194,8 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
             features = {key: tf.ragged.boolean_mask(value, keep) for key, value in features.items()}
         return features
 
-    bucket_lengths = tf.constant(lengths, tf.int64)
-    bucket_batch_sizes = tf.constant([budget // length for length in lengths], tf.int64)
+    bucket_lengths = tf.constant([length for _, length in shapes], tf.int64)
+    bucket_batch_sizes = tf.constant([size for size, _ in shapes], tf.int64)
 
     def bucket(features):
         longer = tf.maximum(tf.size(features["encoder_token_ids"], tf.int64),
@@ -181,14 +203,23 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
         # The first bucket whose length holds the longer side.
         return tf.reduce_sum(tf.cast(longer > bucket_lengths, tf.int64))
 
-    def pad_to_bucket(features, length):
-        return {key: value.to_tensor(shape=tf.stack([value.nrows(), length]))
-                if isinstance(value, tf.RaggedTensor) else value
-                for key, value in features.items()}
+    def pad_to_bucket(features, length, rows=None):
+        """Dense [rows, length] batches; rows=None keeps the batch's own number of rows."""
+        padded = {}
+        for key, value in features.items():
+            if isinstance(value, tf.RaggedTensor):
+                padded[key] = value.to_tensor(shape=tf.stack([value.nrows() if rows is None else rows, length]))
+            elif rows is not None:
+                padded[key] = tf.pad(value, [[0, rows - tf.shape(value, out_type=tf.int64)[0]]])
+            else:
+                padded[key] = value
+        return padded
 
     def batch_bucket(key, window):
         length = tf.gather(bucket_lengths, key)
-        return window.batch(tf.gather(bucket_batch_sizes, key)).map(lambda f: pad_to_bucket(f, length))
+        size = tf.gather(bucket_batch_sizes, key)
+        rows = size if static_shapes else None
+        return window.batch(size).map(lambda f: pad_to_bucket(f, length, rows))
 
     # Tokenize 256 pairs per op call, then regroup the pairs by length. Batching a bucket's ragged
     # elements and padding the batch costs one op per batch instead of one per pair.
@@ -197,4 +228,9 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
         .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
         .unbatch()
         .group_by_window(bucket, batch_bucket, window_size_func=lambda key: tf.gather(bucket_batch_sizes, key)))
+    if static_shapes and len(shapes) == 1:
+        # The bucket is chosen at run time, so tf.data cannot infer the one shape it always has.
+        (size, length), = shapes
+        dataset = dataset.map(lambda f: {key: tf.ensure_shape(value, [size, length][:value.shape.rank])
+                                         for key, value in f.items()})
     return dataset.prefetch(tf.data.AUTOTUNE)
