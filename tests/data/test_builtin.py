@@ -215,6 +215,14 @@ def test_multi_source_examples_are_tagged_and_interleaved(fake_wheels, tmp_path)
     assert corpus.read_split("builtin", "de,nl-en", "train", max_train_examples=5, **kwargs) == examples[:5]
 
 
+def test_skip_bad_lines_is_accepted_and_changes_nothing(fake_wheels, tmp_path):
+    kwargs = dict(data_dir=tmp_path / "data", wheels_dir=str(fake_wheels))
+    assert corpus.read_split("builtin", "en-de", "test", skip_bad_lines=True, **kwargs) == \
+        corpus.read_split("builtin", "en-de", "test", **kwargs)
+    assert len(list(corpus.load_split("builtin", "nl-en", "test", skip_bad_lines=True, **kwargs))) == \
+        corpus.summarize("builtin", "nl-en", **kwargs)["splits"]["test"]
+
+
 def test_unknown_language_lists_the_valid_ones(fake_wheels, tmp_path):
     with pytest.raises(UserError, match=r"'xx' is not in the built-in corpus; languages: en, de, nl, pt_br"):
         corpus.load_split("builtin", "en-xx", "train", data_dir=tmp_path / "data", wheels_dir=str(fake_wheels))

