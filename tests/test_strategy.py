@@ -151,9 +151,9 @@ def test_tensorflow_server_without_a_tpu_is_one_user_error():
     assert seconds < FAIL_FAST_S
 
 
-@pytest.mark.parametrize("tpu", ["", "unused"])
-def test_train_cli_with_tpu_off_a_tpu_host_prints_one_error_line_and_exits_2(tmp_path, tiny_tsv, tpu):
-    tpu = tpu and f"grpc://127.0.0.1:{free_loopback_port()}"
+@pytest.mark.parametrize("case", ["no_name", "nothing_listening"])
+def test_train_cli_with_tpu_off_a_tpu_host_prints_one_error_line_and_exits_2(tmp_path, tiny_tsv, case):
+    tpu = f"grpc://127.0.0.1:{free_loopback_port()}" if case == "nothing_listening" else ""
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "xling_zoo.train", "--strategy=tpu", f"--corpus={tiny_tsv}", "--steps=2",
