@@ -1,180 +1,246 @@
 """Export a run to a SavedModel for TF Serving: raw strings in, translations out.
 
     python -m xling_zoo.export --workdir=DIR [--export_dir=DIR/export] [--beam_size=N]
+        [--split_long_sentences]
 
 writes ``<export_dir>/<version>/`` (TF Serving's layout: one numbered folder per model version; the
 next free number unless ``--version`` is given) with one signature, ``serving_default``:
 
     inputs:  sentences     tf.string [batch]   raw text, any whitespace
-    outputs: translations  tf.string [batch]
+    outputs: translations  tf.string [batch]   "" for a rejected sentence
+             status        tf.string [batch]   ok | split | empty | too_long | too_many_tokens
 
-The graph is the one evaluation measured (``decode.Translator``: in-graph SentencePiece, cached
-greedy or beam search, detokenisation). Bad requests fail with INVALID_ARGUMENT naming the
-sentence indices: an empty sentence, one over ``--max_input_bytes``, or one needing more source
-tokens than the model was trained on (``data.max_length``; translating a cut sentence would return
-a silently wrong answer). The export is written beside its destination, loaded back and checked
-against the in-process translator on validation sentences, and only then renamed into place, so a
-failed export never leaves a version folder that TF Serving would pick up.
+(``serving.STATUSES`` says what each status means). The graph is the one evaluation measured
+(``decode.Translator``: in-graph SentencePiece, cached greedy or beam search, detokenisation).
+
+It is written with ``keras.export.ExportArchive``, tracking the variables the signature reads and
+the tokenizer's SentencePiece resource, so it runs in TF Serving's session-based loader (a
+``tf.Module`` holding a Keras 3 model does not: tensorflow/tensorflow#74297). The export is written
+beside its destination under a name TF Serving ignores, loaded back in that loader and checked
+against the in-process translator on validation sentences, and only then published as the version
+folder. Every path goes through ``tf.io.gfile``, so ``--export_dir`` may be ``gs://...``.
 """
 
 import json
+import os
 import pathlib
-import shutil
-import tempfile
+import uuid
 
+import keras
 import tensorflow as tf
 from absl import flags
 
-from xling_zoo import cli
+from xling_zoo import cli, serving
 from xling_zoo import workdir as workdir_lib
 from xling_zoo.data import corpus
-from xling_zoo.data.pipeline import source_lengths
-from xling_zoo.decode import Translator, normalize_whitespace
+from xling_zoo.decode import Translator
 from xling_zoo.errors import UserError
 
 FLAGS = flags.FLAGS
 
-SIGNATURE_KEY = "serving_default"
+SIGNATURE_KEY = serving.SIGNATURE_KEY
 METADATA_FILE = "xling_zoo_export.json"
+SAVED_MODEL_FILE = "saved_model.pb"
 
 
-class ServingModule(tf.Module):
-    """The exported object: input checks in front of a ``Translator``."""
-
-    def __init__(self, translator, max_input_bytes):
-        super().__init__(name="xling_zoo_serving")
-        self.translator = translator
-        self.max_input_bytes = int(max_input_bytes)
-        self.max_source_tokens = int(translator.data_config.max_length)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
-    def serve(self, sentences):
-        # Each check gates what follows it: nothing is tokenised or decoded for a bad request.
-        input_bytes = tf.strings.length(sentences)
-        sentences = _reject(sentences, input_bytes > self.max_input_bytes,
-                            f"sentences longer than max_input_bytes={self.max_input_bytes} UTF-8 bytes, "
-                            "at index", input_bytes)
-        normalized = normalize_whitespace(sentences)
-        sentences = _reject(sentences, tf.equal(tf.strings.length(normalized), 0),
-                            "empty sentences (nothing but whitespace) at index")
-        lengths = source_lengths(normalized, self.translator.tokenizers, self.translator.data_config,
-                                 self.translator.target_language)
-        sentences = _reject(sentences, lengths > self.max_source_tokens,
-                            f"sentences needing more than data.max_length={self.max_source_tokens} source "
-                            "tokens (the longest the model was trained on), at index", lengths)
-        # An empty request gets an empty answer (the encoder cannot run on zero rows).
-        translations = tf.cond(tf.size(sentences) > 0, lambda: self.translator.translate(sentences),
-                               lambda: tf.zeros([0], tf.string))
-        return {"translations": translations}
-
-    def accepts(self, sentence):
-        """Whether ``serve`` takes this sentence (used to pick the export's check sentences)."""
-        return (len(sentence.encode("utf-8")) <= self.max_input_bytes and bool(sentence.strip())
-                and not self.translator.overlength([sentence]))
-
-
-def _reject(sentences, bad, message, values=None):
-    """``sentences``, once it is checked that no row is ``bad``; else an InvalidArgumentError
-    listing the bad rows' indices (and values)."""
-    indices = tf.where(bad)[:, 0]
-    data = ["xling_zoo serving:", message, indices]
-    if values is not None:
-        data += ["values:", tf.boolean_mask(values, bad)]
-    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), data, summarize=20)
-    with tf.control_dependencies([check]):
-        return tf.identity(sentences)
+def is_local(path):
+    """True for a folder of the local filesystem, False for a URL (gs://..., ram://...)."""
+    return "://" not in str(path)
 
 
 def next_version(export_dir):
-    versions = [int(p.name) for p in pathlib.Path(export_dir).glob("*") if p.is_dir() and p.name.isdigit()]
+    if not tf.io.gfile.isdir(export_dir):
+        return 1
+    names = [name.rstrip("/") for name in tf.io.gfile.listdir(export_dir)]  # GCS lists folders as "1/".
+    versions = [int(name) for name in names if name.isdigit() and tf.io.gfile.isdir(os.path.join(export_dir, name))]
     return max(versions, default=0) + 1
 
 
 def export_run(workdir, export_dir=None, version=None, beam_size=None, which="best", max_input_bytes=4096,
-               check_sentences=16):
-    """Writes the SavedModel and returns its version folder."""
-    workdir = pathlib.Path(workdir)
-    export_dir = pathlib.Path(export_dir) if export_dir else workdir / "export"
-    if export_dir.exists() and not export_dir.is_dir():
-        raise UserError(f"--export_dir={export_dir} is a file, not a folder")
+               check_sentences=16, split_long_sentences=False):
+    """Writes the SavedModel and returns its version folder (a pathlib.Path for a local folder, the
+    URL string otherwise)."""
+    export_dir = str(export_dir) if export_dir else os.path.join(str(workdir), "export")
+    try:
+        if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
+            raise UserError(f"--export_dir={export_dir} is a file, not a folder")
+    except tf.errors.OpError as error:  # e.g. a scheme TensorFlow has no filesystem for.
+        raise UserError(f"--export_dir={export_dir} cannot be read: {error.message}") from None
     if max_input_bytes < 1:
         raise UserError(f"--max_input_bytes must be >= 1, got {max_input_bytes}")
+    if check_sentences < 0:
+        raise UserError(f"--check_sentences must be >= 0, got {check_sentences}")
     # Everything that can fail on the run itself fails before anything is written.
     run = workdir_lib.load_run(workdir, which)
     version = next_version(export_dir) if version is None else version
     if version < 1:
         raise UserError(f"--version must be >= 1 (TF Serving's version folders), got {version}")
-    destination = export_dir / str(version)
-    if destination.exists():
+    destination = os.path.join(export_dir, str(version))
+    if tf.io.gfile.exists(destination):
         raise UserError(f"{destination} already exists: TF Serving versions are never overwritten; "
                         "pass another --version or leave it out to take the next free one")
 
     translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size)
-    module = ServingModule(translator, max_input_bytes)
-    export_dir.mkdir(parents=True, exist_ok=True)
-    # Not a number: TF Serving ignores the folder until the rename below.
-    staging = pathlib.Path(tempfile.mkdtemp(dir=export_dir, prefix=f".staging-{version}-"))
-    staging.chmod(0o755)  # mkdtemp's 0700 would hide the version from a server running as another user.
+    graph = serving.ServingGraph(translator, max_input_bytes, split_long_sentences)
+    # Not a number: TF Serving ignores the folder until it is published.
+    staging = os.path.join(export_dir, f".staging-{version}-{uuid.uuid4().hex[:12]}")
     try:
-        tf.saved_model.save(module, str(staging),
-                            signatures={SIGNATURE_KEY: module.serve.get_concrete_function()})
+        tf.io.gfile.makedirs(staging)
+    except tf.errors.OpError as error:
+        raise UserError(f"cannot write to --export_dir={export_dir}: {error.message}") from None
+    try:
+        write_saved_model(graph, staging)
         checked = []
         if check_sentences:
             examples = corpus.read_split(run.config.corpus, run.pair, "validation",
                                          data_dir=run.config.data_dir or None)
-            checked = [e["source"] for e in examples if module.accepts(e["source"])][:check_sentences]
+            checked = [e["source"] for e in examples if accepts(graph, e["source"])][:check_sentences]
             check_export(staging, translator, checked)
         metadata = {"workdir": str(workdir), "checkpoint": run.checkpoint, "model_name": run.config.model_name,
                     "pair": run.config.pair, "beam_size": translator.beam_size,
                     "max_decode_length": translator.max_decode_length,
-                    "max_source_tokens": module.max_source_tokens, "max_input_bytes": module.max_input_bytes,
-                    "signature": {"name": SIGNATURE_KEY, "inputs": {"sentences": "tf.string [batch]"},
-                                  "outputs": {"translations": "tf.string [batch]"}},
+                    "max_source_tokens": graph.max_source_tokens, "max_input_bytes": graph.max_input_bytes,
+                    "split_long_sentences": graph.split_long_sentences,
+                    "signature": {"name": SIGNATURE_KEY, "inputs": {serving.INPUT_KEY: "tf.string [batch]"},
+                                  "outputs": {"translations": "tf.string [batch]", "status": "tf.string [batch]"}},
+                    "statuses": serving.STATUSES,
+                    "custom_ops": custom_ops(staging),
                     "checked_sentences": len(checked)}
-        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        try:
-            # Fails if another export took this version meanwhile (rename onto a non-empty folder).
-            staging.rename(destination)
-        except OSError as error:
-            raise UserError(f"could not publish {destination}: {error}") from None
+        with tf.io.gfile.GFile(os.path.join(staging, METADATA_FILE), "w") as f:
+            f.write(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+        publish(staging, destination)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return destination
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
+    return pathlib.Path(destination) if is_local(destination) else destination
+
+
+def write_saved_model(graph, path):
+    """The serving signature as a SavedModel that both TF2's and TF1's (TF Serving's) loaders run.
+
+    ExportArchive saves the variables the signature reads as plain tf.Variables. It is not given the
+    Keras model (``track(model)``): that would also save every weight a second time under the
+    model's object graph (measured: 96 KB of variables became 176 KB).
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(graph.translator.tokenizers)  # Holds the SentencePiece resources the signature uses.
+    archive.add_endpoint(SIGNATURE_KEY, graph.serve,
+                         input_signature=[tf.TensorSpec([None], tf.string, name=serving.INPUT_KEY)])
+    archive.write_out(path, verbose=False)
+
+
+def accepts(graph, sentence):
+    """Whether the export translates this sentence whole (used to pick the check sentences)."""
+    return (len(sentence.encode("utf-8")) <= graph.max_input_bytes and bool(sentence.strip())
+            and not graph.translator.overlength([sentence]))
+
+
+def session_outputs(saved_model_dir, sentences, signature=SIGNATURE_KEY):
+    """The signature's outputs (name -> numpy array) run through TF1's session-based loader: the
+    loader TF Serving uses (``tf.saved_model.load`` is more forgiving)."""
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
+        signature_def = meta_graph.signature_def[signature]
+        fetches = {name: info.name for name, info in signature_def.outputs.items()}
+        return session.run(fetches, {signature_def.inputs[serving.INPUT_KEY].name: list(sentences)})
 
 
 def check_export(saved_model_dir, translator, sentences):
-    """The exported signature must give exactly the in-process translations."""
-    serve = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
-    exported = [t.decode("utf-8") for t in serve(sentences=tf.constant(sentences))["translations"].numpy()]
+    """The exported signature, in the session loader, must give exactly the in-process translations."""
+    if not sentences:
+        return
+    outputs = session_outputs(saved_model_dir, sentences)
+    exported = [t.decode("utf-8") for t in outputs["translations"]]
+    statuses = [s.decode("utf-8") for s in outputs["status"]]
     expected = [t.decode("utf-8") for t in translator.translate(tf.constant(sentences)).numpy()]
-    mismatches = [i for i, (a, b) in enumerate(zip(exported, expected)) if a != b]
+    mismatches = [i for i, (a, b, s) in enumerate(zip(exported, expected, statuses)) if a != b or s != serving.OK]
     if mismatches:
         i = mismatches[0]
         raise RuntimeError(f"the exported model disagrees with the in-process translator on {len(mismatches)} of "
-                           f"{len(sentences)} sentences, e.g. {sentences[i]!r}: {exported[i]!r} vs {expected[i]!r}")
+                           f"{len(sentences)} sentences, e.g. {sentences[i]!r}: {exported[i]!r} ({statuses[i]}) "
+                           f"vs {expected[i]!r}")
+
+
+def custom_ops(saved_model_dir):
+    """Op types of the export that core TensorFlow does not have (tensorflow-text's): what a model
+    server must link in."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(saved_model_dir, SAVED_MODEL_FILE), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    ops = set()
+    for meta_graph in saved_model.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    return sorted(op for op in ops if not hasattr(tf.raw_ops, op))
+
+
+def publish(staging, destination):
+    """Makes the checked export visible as ``destination``, never over an existing version.
+
+    A local folder is renamed, atomically. Object stores have no atomic folder rename (GCS renames
+    object by object; TensorFlow's ram:// moves only the folder entry), so there the files are
+    copied, the SavedModel's graph last: a model server polling meanwhile finds no saved_model.pb,
+    its load fails and is retried (TF Serving: --max_num_load_retries=5, a minute apart) rather than
+    reading half the variables. A failed copy removes what it wrote.
+    """
+    if tf.io.gfile.exists(destination):
+        raise UserError(f"could not publish {destination}: another export took this version meanwhile")
+    if is_local(destination):
+        try:
+            tf.io.gfile.rename(staging, destination, overwrite=False)
+        except tf.errors.OpError as error:
+            raise UserError(f"could not publish {destination}: {error.message}") from None
+        return
+    files = [os.path.relpath(os.path.join(folder, name), staging)
+             for folder, _, names in tf.io.gfile.walk(staging) for name in names]
+    files.sort(key=lambda name: (name == SAVED_MODEL_FILE, name))
+    try:
+        for name in files:
+            tf.io.gfile.makedirs(os.path.dirname(os.path.join(destination, name)))
+            tf.io.gfile.copy(os.path.join(staging, name), os.path.join(destination, name), overwrite=False)
+    except BaseException as error:
+        try:
+            tf.io.gfile.rmtree(destination)
+        except tf.errors.OpError as cleanup_error:
+            raise UserError(f"could not publish {destination} ({error}), nor remove the partial copy: "
+                            f"{cleanup_error.message}; delete it by hand") from error
+        if isinstance(error, tf.errors.OpError):
+            raise UserError(f"could not publish {destination}: {error.message}") from None
+        raise
 
 
 def main(argv):
-    destination = export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version, FLAGS.beam_size, FLAGS.checkpoint,
-                             FLAGS.max_input_bytes, FLAGS.check_sentences)
-    metadata = json.loads((destination / METADATA_FILE).read_text())
+    destination = str(export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version, FLAGS.beam_size, FLAGS.checkpoint,
+                                 FLAGS.max_input_bytes, FLAGS.check_sentences, FLAGS.split_long_sentences))
+    with tf.io.gfile.GFile(os.path.join(destination, METADATA_FILE)) as f:
+        metadata = json.load(f)
+    base_path = os.path.dirname(os.path.abspath(destination) if is_local(destination) else destination)
     print(f"Exported {metadata['model_name']} {metadata['pair']} (beam {metadata['beam_size']}) to {destination}")
-    print(f"  signature {SIGNATURE_KEY}: sentences (tf.string [batch]) -> translations (tf.string [batch])")
-    print(f"  checked: {metadata['checked_sentences']} validation sentences translate identically")
-    print(f"  inspect: saved_model_cli show --dir {destination} --all")
-    print(f"  serve:   docker run -p 8501:8501 -v {destination.parent.resolve()}:/models/xling "
-          "-e MODEL_NAME=xling tensorflow/serving")
+    print(f"  signature {SIGNATURE_KEY}: sentences (tf.string [batch]) -> translations, status (tf.string [batch])"
+          + ("; long sentences are split" if metadata["split_long_sentences"] else ""))
+    print(f"  checked: {metadata['checked_sentences']} validation sentences translate identically "
+          "in the session loader (TF Serving's)")
+    print(f"  try it:  python -m xling_zoo.tools.saved_model_cli run --dir {destination} --tag_set serve "
+          f"--signature_def {SIGNATURE_KEY} --input_exprs 'sentences=[\"Save the file\"]'")
+    print(f"  serve:   docker run -p 8501:8501 -v {base_path}:/models/xling -e MODEL_NAME=xling tensorflow/serving"
+          if is_local(destination) else f"  serve:   tensorflow_model_server --model_base_path={base_path} ...")
 
 
 if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "Run directory (trained with python -m xling_zoo.train).", required=True)
-    flags.DEFINE_string("export_dir", None, "TF Serving model base path (default: <workdir>/export).")
+    flags.DEFINE_string("export_dir", None, "TF Serving model base path, a folder or a URL such as gs://bucket/m "
+                        "(default: <workdir>/export).")
     flags.DEFINE_integer("version", None, "Version folder to write (default: one above the highest existing).")
     flags.DEFINE_integer("beam_size", None, "Beam width baked into the export (default: the run's eval.beam_size).")
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which weights: best validation BLEU or latest.")
     flags.DEFINE_integer("max_input_bytes", 4096, "Longest accepted sentence in UTF-8 bytes, checked before "
-                         "tokenising (protects the server from huge requests).")
+                         "tokenising (protects the server from huge requests); longer ones get status too_long.")
     flags.DEFINE_integer("check_sentences", 16, "Validation sentences translated by the export and by the "
                          "in-process translator, which must agree before the export is published (0 = skip).")
+    flags.DEFINE_bool("split_long_sentences", False, "Translate a sentence longer than data.max_length source "
+                      "tokens in pieces (at sentence ends, then between words) and join the translations, "
+                      "instead of returning status too_many_tokens.")
     cli.run(main)
