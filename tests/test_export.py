@@ -5,6 +5,7 @@ subprocesses that import only tensorflow and tensorflow_text (xling_zoo/tools/, 
 """
 
 import base64
+import contextlib
 import json
 import os
 import pathlib
@@ -111,6 +112,7 @@ def start(args, **kwargs):
 def finish(process, stdin=None, timeout=300):
     stdout, stderr = process.communicate(stdin, timeout=timeout)
     assert process.returncode == 0, stderr[-3000:]
+    assert "could not turn XLA compilation off" not in stderr
     return stdout
 
 
@@ -121,6 +123,9 @@ def finish(process, stdin=None, timeout=300):
 def test_session_loaders_translate_like_the_translate_cli(request, tmp_path, name, sentences, beam_size):
     workdir = request.getfixturevalue({"lstm_seq2seq": "lstm_run"}.get(name, f"{name}_run"))
     version_dir = export.export_run(workdir, tmp_path / "serving", beam_size=beam_size, check_sentences=2)
+    # No op that only XLA runs (the Transformer's cache updates): the session client below turns XLA
+    # compilation off, as the model server does by default.
+    assert json.loads((version_dir / export.METADATA_FILE).read_text())["xla_ops"] == []
     beam = [] if beam_size is None else [f"--beam_size={beam_size}"]
     translate = start(["-m", "xling_zoo.translate", f"--workdir={workdir}", *beam], stdin=subprocess.PIPE)
     # The command line of README "Export to TF Serving", outputs saved as .npy files.
@@ -141,6 +146,7 @@ def test_session_loaders_translate_like_the_translate_cli(request, tmp_path, nam
 def test_the_export_needs_only_tensorflow_texts_sentencepiece_ops(lstm_export):
     metadata = json.loads((lstm_export / export.METADATA_FILE).read_text())
     assert metadata["custom_ops"] == ["SentencepieceDetokenizeOp", "SentencepieceOp", "SentencepieceTokenizeOp"]
+    assert metadata["xla_ops"] == []
     # Only the variables the signature reads, once each (not the Keras model's object graph too).
     run = workdir_lib.load_run(metadata["workdir"])
     saved = [shape for name, shape in tf.train.list_variables(str(lstm_export / "variables" / "variables"))
@@ -331,3 +337,14 @@ def test_export_cli(lstm_run, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "xling_zoo.export", f"--workdir={tmp_path / 'missing'}"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_session_client_refuses_xla_only_ops_like_the_model_server(transformer_run, tmp_path, monkeypatch):
+    # Without core_tensorflow_ops, Keras' cache update is XlaDynamicUpdateSlice: what a default model
+    # server fails on, and so must the client the tests above rely on.
+    monkeypatch.setattr(serving, "core_tensorflow_ops", contextlib.nullcontext)
+    version_dir = export.export_run(transformer_run, tmp_path / "serving", check_sentences=0)
+    assert json.loads((version_dir / export.METADATA_FILE).read_text())["xla_ops"] == ["XlaDynamicUpdateSlice"]
+    session = start([str(TOOLS / "session_client.py"), f"--dir={version_dir}"], stdin=subprocess.PIPE)
+    _, stderr = session.communicate(json.dumps(ENGLISH[:1]), timeout=300)
+    assert session.returncode != 0 and "XLA compilation disabled" in stderr

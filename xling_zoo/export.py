@@ -90,6 +90,7 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
         raise UserError(f"cannot write to --export_dir={export_dir}: {error.message}") from None
     try:
         write_saved_model(graph, staging)
+        ops = op_types(staging)
         checked = []
         if check_sentences:
             examples = corpus.read_split(run.config.corpus, run.pair, "validation",
@@ -104,7 +105,7 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
                     "signature": {"name": SIGNATURE_KEY, "inputs": {serving.INPUT_KEY: "tf.string [batch]"},
                                   "outputs": {"translations": "tf.string [batch]", "status": "tf.string [batch]"}},
                     "statuses": serving.STATUSES,
-                    "custom_ops": custom_ops(staging),
+                    "custom_ops": custom_ops(ops), "xla_ops": serving.xla_ops(ops),
                     "checked_sentences": len(checked)}
         with tf.io.gfile.GFile(os.path.join(staging, METADATA_FILE), "w") as f:
             f.write(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
@@ -123,10 +124,11 @@ def write_saved_model(graph, path):
     model's object graph (measured: 96 KB of variables became 176 KB).
     """
     archive = keras.export.ExportArchive()
-    archive.track(graph.translator.tokenizers)  # Holds the SentencePiece resources the signature uses.
-    archive.add_endpoint(SIGNATURE_KEY, graph.serve,
-                         input_signature=[tf.TensorSpec([None], tf.string, name=serving.INPUT_KEY)])
-    archive.write_out(path, verbose=False)
+    with serving.core_tensorflow_ops():
+        archive.track(graph.translator.tokenizers)  # Holds the SentencePiece resources the signature uses.
+        archive.add_endpoint(SIGNATURE_KEY, graph.serve,
+                             input_signature=[tf.TensorSpec([None], tf.string, name=serving.INPUT_KEY)])
+        archive.write_out(path, verbose=False)
 
 
 def accepts(graph, sentence):
@@ -161,9 +163,8 @@ def check_export(saved_model_dir, translator, sentences):
                            f"vs {expected[i]!r}")
 
 
-def custom_ops(saved_model_dir):
-    """Op types of the export that core TensorFlow does not have (tensorflow-text's): what a model
-    server must link in."""
+def op_types(saved_model_dir):
+    """Every op type in the export's graph and functions."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved_model = saved_model_pb2.SavedModel()
@@ -174,7 +175,12 @@ def custom_ops(saved_model_dir):
         ops.update(node.op for node in meta_graph.graph_def.node)
         for function in meta_graph.graph_def.library.function:
             ops.update(node.op for node in function.node_def)
-    return sorted(op for op in ops if not hasattr(tf.raw_ops, op))
+    return ops
+
+
+def custom_ops(ops):
+    """Op types that core TensorFlow does not have (tensorflow-text's): what a model server must link."""
+    return sorted(op for op in ops if not hasattr(tf.raw_ops, op) and not op.startswith("Xla"))
 
 
 def publish(staging, destination):
@@ -223,6 +229,9 @@ def main(argv):
           + ("; long sentences are split" if metadata["split_long_sentences"] else ""))
     print(f"  checked: {metadata['checked_sentences']} validation sentences translate identically "
           "in the session loader (TF Serving's)")
+    if metadata["xla_ops"]:
+        print(f"  warning: the graph has XLA-only ops ({', '.join(metadata['xla_ops'])}): a model server runs it "
+              "only with --xla_cpu_compilation_enabled=true")
     print(f"  try it:  python -m xling_zoo.tools.saved_model_cli run --dir {destination} --tag_set serve "
           f"--signature_def {SIGNATURE_KEY} --input_exprs 'sentences=[\"Save the file\"]'")
     print(f"  serve:   docker run -p 8501:8501 -v {base_path}:/models/xling -e MODEL_NAME=xling tensorflow/serving"

@@ -17,6 +17,7 @@ them onto the signature, so that tests and users can check a request without a m
 """
 
 import base64
+import contextlib
 
 import tensorflow as tf
 
@@ -135,6 +136,44 @@ class ServingGraph:
             tf.RaggedTensor.from_value_rowids(units, unit_piece, nrows=num_pieces), axis=1, separator=" ")
         owners = tf.math.unsorted_segment_min(unit_owner, unit_piece, num_pieces)
         return pieces, owners
+
+
+# === Ops the model server runs ===
+
+@contextlib.contextmanager
+def core_tensorflow_ops():
+    """While the export is traced, ``keras.ops.slice_update`` (the Transformer's decoding caches) is
+    built from core TensorFlow ops. Keras' TensorFlow backend emits XlaDynamicUpdateSlice, which
+    outside an XLA cluster runs only through XLA's compile-on-demand: TF Serving turns that off by
+    default (--xla_cpu_compilation_enabled=false), and such an export then fails every request
+    with "XLA compilation disabled". The values are the same, so the translations are too.
+    """
+    from keras.src.backend.tensorflow import core as keras_backend_core
+
+    original = keras_backend_core.slice_update
+    keras_backend_core.slice_update = slice_update
+    try:
+        yield
+    finally:
+        keras_backend_core.slice_update = original
+
+
+def slice_update(inputs, start_indices, updates):
+    """``inputs`` with the block at ``start_indices`` replaced by ``updates`` (XLA's
+    DynamicUpdateSlice, start clamped so that the block fits), with Pad and Select."""
+    inputs = tf.convert_to_tensor(inputs)
+    updates = tf.cast(updates, inputs.dtype)
+    size = tf.shape(updates, out_type=tf.int32)
+    start = tf.stack([tf.cast(i, tf.int32) for i in start_indices])
+    start = tf.clip_by_value(start, 0, tf.shape(inputs, out_type=tf.int32) - size)
+    paddings = tf.stack([start, tf.shape(inputs, out_type=tf.int32) - start - size], axis=1)
+    inside = tf.pad(tf.ones_like(updates, tf.bool), paddings)
+    return tf.where(inside, tf.pad(updates, paddings), inputs)
+
+
+def xla_ops(op_types):
+    """The XLA-only op types among ``op_types``: a model server runs them only with XLA's JIT on."""
+    return sorted(op for op in op_types if op.startswith("Xla"))
 
 
 # === TF Serving's REST API ===

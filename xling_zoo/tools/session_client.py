@@ -4,18 +4,35 @@ that imports only tensorflow and tensorflow_text:
     echo '["Save the file", "  "]' | python -m xling_zoo.tools.session_client --dir RUN/export/1
     {"status": ["ok", "empty"], "translations": ["Speichern Sie die Datei", ""]}
 
-With ``--time``: the load time, one-sentence latency (p50/p95 over --requests calls, after warm-up
+Like tensorflow_model_server (unless --xla_cpu_compilation_enabled), it turns XLA compilation off,
+so an export that needs XLA-only ops fails here as it would there. With ``--time``: the load time, one-sentence latency (p50/p95 over --requests calls, after warm-up
 calls) and sentences/s for batches of --batch_size, with the stdin sentences used in turn.
 """
 
 import argparse
+import ctypes
 import json
 import math
+import os
 import sys
 import time
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  Registers the SentencePiece ops the export's graph uses.
+
+
+def disable_xla_compilation():
+    """tensorflow::DisableXlaCompilation(), which the model server calls by default: XLA's JIT, and any
+    XLA-only op outside a compiled cluster, then fails with "XLA compilation disabled". Returns
+    whether it could be called (it is a C++ function of TensorFlow's library, not a Python API)."""
+    for library in ("libtensorflow_cc.so.2", "libtensorflow_framework.so.2"):
+        try:
+            getattr(ctypes.CDLL(os.path.join(os.path.dirname(tf.__file__), library)),
+                    "_ZN10tensorflow21DisableXlaCompilationEv")()
+            return True
+        except (OSError, AttributeError):
+            continue
+    return False
 
 
 def load(directory, signature="serving_default", threads=0):
@@ -69,6 +86,8 @@ def main():
     parser.add_argument("--dir", required=True, help="The export's version folder (EXPORT_DIR/VERSION).")
     parser.add_argument("--signature", default="serving_default")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0 = its default).")
+    parser.add_argument("--xla_cpu_compilation_enabled", action="store_true",
+                        help="Leave XLA compilation on (the model server's flag of that name).")
     parser.add_argument("--time", action="store_true", help="Measure latency and throughput instead.")
     parser.add_argument("--requests", type=int, default=100, help="One-sentence calls timed (--time).")
     parser.add_argument("--batch_size", type=int, default=64, help="Sentences per batch call (--time).")
@@ -77,6 +96,9 @@ def main():
     sentences = json.load(sys.stdin)
     if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
         sys.exit("error: stdin must be a JSON list of strings")
+    if not args.xla_cpu_compilation_enabled and not disable_xla_compilation():
+        print("warning: could not turn XLA compilation off as tensorflow_model_server does by default",
+              file=sys.stderr)
     start = time.perf_counter()
     run = load(args.dir, args.signature, args.threads)
     load_seconds = time.perf_counter() - start
