@@ -2,9 +2,15 @@
 ram://, standing in for a bucket (gs://) offline. Everything goes through tf.io.gfile.
 
 TFDS keeps the prepared corpora through etils.epath, which knows gs://, s3://, az:// and hf:// and
-reaches gs:// through its tf.io.gfile backend. ``tfds_reads_ram`` registers ram:// with epath the way
-etils registers gs:// (same path class, same backend), so a data_dir on ram:// takes the gs:// route.
+reaches gs:// through its tf.io.gfile backend. ``tfds_reads_remote`` registers ram:// with epath the
+way etils registers gs:// (same path class, same backend), so a data_dir on ram:// takes the gs:// route.
+
+$XLING_ZOO_TEST_REMOTE_DIR=gs://BUCKET/DIR runs the same tests in a real bucket, or in a GCS emulator
+that TensorFlow's GCS client reaches (it has no endpoint setting: the emulator must answer for
+www.googleapis.com and storage.googleapis.com over HTTPS).
 """
+
+import os
 
 import hashlib
 import uuid
@@ -20,17 +26,23 @@ from xling_zoo.data import tokenizer as tok
 from xling_zoo.errors import UserError
 
 
+REMOTE_DIR = os.environ.get("XLING_ZOO_TEST_REMOTE_DIR", "ram://xling_zoo_test").rstrip("/")
+
+
 @pytest.fixture
-def ram():
-    """A fresh ram:// directory (TensorFlow's in-memory filesystem, this process only)."""
-    root = f"ram://xling_zoo_test/{uuid.uuid4().hex[:8]}"
+def remote():
+    """A fresh directory in REMOTE_DIR: by default on ram:// (TensorFlow's in-memory filesystem, this
+    process only)."""
+    root = f"{REMOTE_DIR}/{uuid.uuid4().hex[:8]}"
     tf.io.gfile.makedirs(root)
     return root
 
 
 @pytest.fixture
-def tfds_reads_ram(monkeypatch):
+def tfds_reads_remote(monkeypatch):
     """ram:// in etils.epath's tables (private ones: test scaffolding) exactly where gs:// is."""
+    if not REMOTE_DIR.startswith("ram://"):
+        return
     monkeypatch.setattr(gpath, "_URI_PREFIXES", gpath._URI_PREFIXES + ("ram://",))
     monkeypatch.setattr(gpath, "_URI_SCHEMES", gpath._URI_SCHEMES | {"ram"})
     monkeypatch.setitem(gpath._URI_MAP_ROOT, "ram://", "/ram/")
@@ -51,37 +63,38 @@ def tsv_text(count=300):
 
 
 def all_files(root):
-    return sorted(f"{directory}/{name}"[len(root) + 1:] for directory, _, names in tf.io.gfile.walk(root)
-                  for name in names)
+    """Paths under ``root``, relative to it (gs:// lists directories with a trailing "/")."""
+    return sorted(f"{directory.rstrip('/')}/{name}"[len(root) + 1:]
+                  for directory, _, names in tf.io.gfile.walk(root) for name in names)
 
 
 def all_splits(spec, pair, data_dir, **kwargs):
     return {split: corpus.read_split(spec, pair, split, data_dir=data_dir, **kwargs) for split in corpus.SPLITS}
 
 
-# --- Corpus files in ram:// -----------------------------------------------------------------------
+# --- Corpus files in a remote directory -----------------------------------------------------------
 
-def test_tsv_in_ram_reads_like_the_same_file_on_disk(ram, tmp_path):
-    remote = write(f"{ram}/en-de.tsv", tsv_text())
+def test_remote_tsv_reads_like_the_same_file_on_disk(remote, tmp_path):
+    path = write(f"{remote}/en-de.tsv", tsv_text())
     local = tmp_path / "en-de.tsv"
     local.write_text(tsv_text(), encoding="utf-8")
-    from_ram = all_splits(f"tsv:{remote}", "en-de", tmp_path / "data_a")
-    assert from_ram == all_splits(f"tsv:{local}", "en-de", tmp_path / "data_b")
-    assert sum(map(len, from_ram.values())) == 300 and from_ram["test"]
-    summary = corpus.summarize(f"tsv:{remote}", "en-de", data_dir=tmp_path / "data_a")
-    assert summary["sources"]["files"] == [remote]
+    from_remote = all_splits(f"tsv:{path}", "en-de", tmp_path / "data_a")
+    assert from_remote == all_splits(f"tsv:{local}", "en-de", tmp_path / "data_b")
+    assert sum(map(len, from_remote.values())) == 300 and from_remote["test"]
+    summary = corpus.summarize(f"tsv:{path}", "en-de", data_dir=tmp_path / "data_a")
+    assert summary["sources"]["files"] == [path]
     # Edited in place: prepared again (the dataset is named by the files' sha256, read through gfile).
-    write(remote, tsv_text(200))
-    assert sum(corpus.summarize(f"tsv:{remote}", "en-de", data_dir=tmp_path / "data_a")["splits"].values()) == 200
+    write(path, tsv_text(200))
+    assert sum(corpus.summarize(f"tsv:{path}", "en-de", data_dir=tmp_path / "data_a")["splits"].values()) == 200
 
 
-def test_aligned_text_in_ram_lists_and_reads(ram, tmp_path):
+def test_remote_aligned_text_lists_and_reads(remote, tmp_path):
     pairs = make_pairs(120)
-    write(f"{ram}/corpus.en", "".join(f"{english}\n" for english, _ in pairs))
-    write(f"{ram}/corpus.de", "".join(f"{german}\n" for _, german in pairs))
-    write(f"{ram}/corpus.nl", "".join(f"{dutch}\n" for _, dutch in make_pairs(120, column=1)))
-    write(f"{ram}/corpus.de.bak", "not a language\n")
-    spec = f"text:{ram}/corpus"
+    write(f"{remote}/corpus.en", "".join(f"{english}\n" for english, _ in pairs))
+    write(f"{remote}/corpus.de", "".join(f"{german}\n" for _, german in pairs))
+    write(f"{remote}/corpus.nl", "".join(f"{dutch}\n" for _, dutch in make_pairs(120, column=1)))
+    write(f"{remote}/corpus.de.bak", "not a language\n")
+    spec = f"text:{remote}/corpus"
     assert corpus.list_pairs(spec, data_dir=tmp_path) == [
         {"pair": pair, "lines": 120} for pair in ("de-en", "de-nl", "en-nl")]
     test = corpus.read_split(spec, "de,nl-en", "test", data_dir=tmp_path)
@@ -89,29 +102,29 @@ def test_aligned_text_in_ram_lists_and_reads(ram, tmp_path):
     assert {row["target"] for row in test} <= {english for english, _ in pairs}
 
 
-def test_tsv_with_skipped_bad_lines_in_ram(ram, tmp_path):
-    remote = write(f"{ram}/bad.tsv", tsv_text(50) + "no tab here\n")
-    with pytest.raises(UserError, match=rf"{ram}/bad\.tsv:51: has 1 tab-separated columns.*--skip_bad_lines"):
-        corpus.read_split(f"tsv:{remote}", "en-de", "train", data_dir=tmp_path)
-    rows = all_splits(f"tsv:{remote}", "en-de", tmp_path, skip_bad_lines=True)
+def test_remote_tsv_with_skipped_bad_lines(remote, tmp_path):
+    path = write(f"{remote}/bad.tsv", tsv_text(50) + "no tab here\n")
+    with pytest.raises(UserError, match=rf"{remote}/bad\.tsv:51: has 1 tab-separated columns.*--skip_bad_lines"):
+        corpus.read_split(f"tsv:{path}", "en-de", "train", data_dir=tmp_path)
+    rows = all_splits(f"tsv:{path}", "en-de", tmp_path, skip_bad_lines=True)
     assert sum(map(len, rows.values())) == 50
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("tsv:{ram}/nowhere.tsv", "file {ram}/nowhere.tsv does not exist"),
-    ("tsv:{ram}/folder", "{ram}/folder is a directory, expected a file"),
-    ("tsv:{ram}/en-de.tsv,{ram}/folder,{ram}/en-de.tsv", "{ram}/folder is a directory, expected a file"),
-    ("text:{ram}/corpus", "file {ram}/corpus.de does not exist"),
+    ("tsv:{remote}/nowhere.tsv", "file {remote}/nowhere.tsv does not exist"),
+    ("tsv:{remote}/folder", "{remote}/folder is a directory, expected a file"),
+    ("tsv:{remote}/en-de.tsv,{remote}/folder,{remote}/en-de.tsv", "{remote}/folder is a directory, expected a file"),
+    ("text:{remote}/corpus", "file {remote}/corpus.de does not exist"),
 ])
-def test_bad_paths_in_ram_name_the_file(ram, tmp_path, spec, message):
-    write(f"{ram}/en-de.tsv", tsv_text(20))
-    write(f"{ram}/corpus.en", "Hello\n")
-    tf.io.gfile.makedirs(f"{ram}/folder")
-    with pytest.raises(UserError, match=message.format(ram=ram).replace(".", r"\.")):
-        corpus.load_split(spec.format(ram=ram), "en-de", "train", data_dir=tmp_path)
+def test_bad_remote_paths_name_the_file(remote, tmp_path, spec, message):
+    write(f"{remote}/en-de.tsv", tsv_text(20))
+    write(f"{remote}/corpus.en", "Hello\n")
+    tf.io.gfile.makedirs(f"{remote}/folder")
+    with pytest.raises(UserError, match=message.format(remote=remote).replace(".", r"\.")):
+        corpus.load_split(spec.format(remote=remote), "en-de", "train", data_dir=tmp_path)
 
 
-# --- Tokenizers in ram:// -------------------------------------------------------------------------
+# --- Tokenizers in a remote directory -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def trained():
@@ -131,9 +144,9 @@ def ids(tokenizer, sentences):
     ("joint", ["spm.model", "tokenizers.json"]),
     ("separate", ["source_spm.model", "target_spm.model", "tokenizers.json"]),
 ])
-def test_tokenizers_saved_to_ram_load_with_identical_ids(ram, trained, kind, files):
+def test_remote_tokenizers_load_with_identical_ids(remote, trained, kind, files):
     tokenizers = trained[kind]
-    directory = f"{ram}/run/tokenizer"  # A string, as the trainer passes it; parents are created.
+    directory = f"{remote}/run/tokenizer"  # A string, as the trainer passes it; parents are created.
     tokenizers.save(directory)
     assert sorted(tf.io.gfile.listdir(directory)) == files  # Nothing left aside.
     loaded = tok.Tokenizers.load(directory)
@@ -145,8 +158,8 @@ def test_tokenizers_saved_to_ram_load_with_identical_ids(ram, trained, kind, fil
     assert sorted(tf.io.gfile.listdir(directory)) == files
 
 
-def test_interrupted_save_keeps_the_saved_tokenizers(ram, trained, monkeypatch):
-    directory = f"{ram}/tokenizer"
+def test_interrupted_save_keeps_the_saved_tokenizers(remote, trained, monkeypatch):
+    directory = f"{remote}/tokenizer"
     trained["joint"].save(directory)
     good = tf.io.gfile.GFile(f"{directory}/spm.model", "rb").read()
 
@@ -162,39 +175,39 @@ def test_interrupted_save_keeps_the_saved_tokenizers(ram, trained, monkeypatch):
     assert tok.Tokenizers.load(directory).joint
 
 
-def test_tokenizer_load_errors_in_ram_name_the_path(ram, trained):
-    with pytest.raises(UserError, match=f"{ram}/nowhere holds no tokenizers"):
-        tok.Tokenizers.load(f"{ram}/nowhere")
-    trained["joint"].save(f"{ram}/broken")
-    write(f"{ram}/broken/spm.model", "not a model")
-    with pytest.raises(UserError, match=f"tokenizers in {ram}/broken are corrupt"):
-        tok.Tokenizers.load(f"{ram}/broken")
-    with pytest.raises(UserError, match=f"{ram}/broken is a directory"):
-        tok.SubwordTokenizer.load(f"{ram}/broken")
+def test_remote_tokenizer_load_errors_name_the_path(remote, trained):
+    with pytest.raises(UserError, match=f"{remote}/nowhere holds no tokenizers"):
+        tok.Tokenizers.load(f"{remote}/nowhere")
+    trained["joint"].save(f"{remote}/broken")
+    write(f"{remote}/broken/spm.model", "not a model")
+    with pytest.raises(UserError, match=f"tokenizers in {remote}/broken are corrupt"):
+        tok.Tokenizers.load(f"{remote}/broken")
+    with pytest.raises(UserError, match=f"{remote}/broken is a directory"):
+        tok.SubwordTokenizer.load(f"{remote}/broken")
 
 
-# --- data_dir in ram:// ---------------------------------------------------------------------------
+# --- A remote data_dir ----------------------------------------------------------------------------
 
-def test_data_dir_in_ram_holds_the_prepared_corpus(ram, tmp_path, tfds_reads_ram, monkeypatch):
+def test_remote_data_dir_holds_the_prepared_corpus(remote, tmp_path, tfds_reads_remote, monkeypatch):
     path = tmp_path / "en-de.tsv"
     path.write_text(tsv_text(), encoding="utf-8")
-    spec, data_dir = f"tsv:{path}", f"{ram}/data/"
-    in_ram = all_splits(spec, "en-de", data_dir)
-    assert in_ram == all_splits(spec, "en-de", tmp_path / "data")
-    files = all_files(f"{ram}/data")
+    spec, data_dir = f"tsv:{path}", f"{remote}/data/"
+    remote_splits = all_splits(spec, "en-de", data_dir)
+    assert remote_splits == all_splits(spec, "en-de", tmp_path / "data")
+    files = all_files(f"{remote}/data")
     config_name = local_files.make_config("tsv", (str(path),), "en", "de", False).name
     dataset_dir = f"tfds/xling_zoo_local_files/{config_name}/1.0.0"
     assert {f"{dataset_dir}/{name}" for name in ("dataset_info.json", "features.json")} <= set(files)
     assert all(name.startswith(dataset_dir) and ".incomplete" not in name for name in files), files
     summary = corpus.summarize(spec, "en-de", data_dir=data_dir)
-    assert summary["data_dir"] == f"{ram}/data" and summary["splits"] == {s: len(in_ram[s]) for s in corpus.SPLITS}
+    assert summary["data_dir"] == f"{remote}/data" and summary["splits"] == {s: len(remote_splits[s]) for s in corpus.SPLITS}
 
     # Prepared once: read back without preparing again.
     monkeypatch.setattr(local_files, "read_splits", lambda config: pytest.fail("prepared again"))
-    assert corpus.read_split(spec, "en-de", "test", data_dir=data_dir) == in_ram["test"]
+    assert corpus.read_split(spec, "en-de", "test", data_dir=data_dir) == remote_splits["test"]
 
 
-def test_copy_into_ram_writes_the_prepared_marker_last(ram, tmp_path, tfds_reads_ram, monkeypatch):
+def test_copy_into_a_remote_data_dir_writes_the_prepared_marker_last(remote, tmp_path, tfds_reads_remote, monkeypatch):
     path = tmp_path / "en-de.tsv"
     path.write_text(tsv_text(100), encoding="utf-8")
     copied = []
@@ -209,13 +222,13 @@ def test_copy_into_ram_writes_the_prepared_marker_last(ram, tmp_path, tfds_reads
     with monkeypatch.context() as patch:
         patch.setattr(tf.io.gfile, "copy", record)
         with pytest.raises(tf.errors.UnavailableError):
-            corpus.read_split(f"tsv:{path}", "en-de", "test", data_dir=ram)
+            corpus.read_split(f"tsv:{path}", "en-de", "test", data_dir=remote)
     assert copied[-2:] == ["features.json", "dataset_info.json"] and len(copied) > 2
     # Not taken as prepared: the next run prepares and copies again, and reads it all.
-    assert sum(map(len, all_splits(f"tsv:{path}", "en-de", ram).values())) == 100
+    assert sum(map(len, all_splits(f"tsv:{path}", "en-de", remote).values())) == 100
 
 
-def test_builtin_corpus_with_data_dir_in_ram(ram, tmp_path, tfds_reads_ram, monkeypatch):
+def test_builtin_corpus_with_a_remote_data_dir(remote, tmp_path, tfds_reads_remote, monkeypatch):
     from tests.data.test_builtin import fake_entries, make_catalog, write_wheel  # Made-up wheels.
 
     wheel = write_wheel(tmp_path / "first-1.0-py3-none-any.whl", {
@@ -224,12 +237,12 @@ def test_builtin_corpus_with_data_dir_in_ram(ram, tmp_path, tfds_reads_ram, monk
         "first", "1.0", wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest(), "MIT"),))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # The local wheels cache, for a data_dir at a URL.
     local = all_splits("builtin", "en-de", tmp_path / "data", wheels_dir=str(tmp_path))
-    assert all_splits("builtin", "en-de", f"{ram}/data", wheels_dir=str(tmp_path)) == local
-    assert corpus.list_pairs("builtin", data_dir=f"{ram}/data") == corpus.list_pairs("builtin", data_dir=tmp_path / "data")
-    files = all_files(f"{ram}/data")
+    assert all_splits("builtin", "en-de", f"{remote}/data", wheels_dir=str(tmp_path)) == local
+    assert corpus.list_pairs("builtin", data_dir=f"{remote}/data") == corpus.list_pairs("builtin", data_dir=tmp_path / "data")
+    files = all_files(f"{remote}/data")
     assert f"builtin/{builtin.CORPUS_VERSION}/languages.json" in files and f"builtin/{builtin.CORPUS_VERSION}/de.tsv" in files
     assert any(name.startswith("tfds/xling_zoo_builtin/de-en/") for name in files)
-    assert builtin.wheels_cache_dir(f"{ram}/data") == tmp_path / "home" / ".cache" / "xling_zoo" / "wheels"
+    assert builtin.wheels_cache_dir(f"{remote}/data") == tmp_path / "home" / ".cache" / "xling_zoo" / "wheels"
 
 
 class XlingZooRemoteTestTranslate(tfds.core.GeneratorBasedBuilder):
@@ -248,12 +261,12 @@ class XlingZooRemoteTestTranslate(tfds.core.GeneratorBasedBuilder):
             yield index, {"de": german, "en": english}
 
 
-def test_tfds_dataset_prepared_into_a_data_dir_in_ram(ram, tmp_path, tfds_reads_ram):
+def test_tfds_dataset_prepared_into_a_remote_data_dir(remote, tmp_path, tfds_reads_remote):
     spec = "tfds:xling_zoo_remote_test_translate"
-    in_ram = all_splits(spec, "de-en", ram)
-    assert in_ram == all_splits(spec, "de-en", tmp_path)
-    assert sum(map(len, in_ram.values())) == 150 and in_ram["test"]
-    assert tf.io.gfile.exists(f"{ram}/tfds/xling_zoo_remote_test_translate/1.0.0/dataset_info.json")
+    remote_splits = all_splits(spec, "de-en", remote)
+    assert remote_splits == all_splits(spec, "de-en", tmp_path)
+    assert sum(map(len, remote_splits.values())) == 150 and remote_splits["test"]
+    assert tf.io.gfile.exists(f"{remote}/tfds/xling_zoo_remote_test_translate/1.0.0/dataset_info.json")
 
 
 def test_data_dir_urls_are_kept_as_given(monkeypatch):
@@ -262,4 +275,4 @@ def test_data_dir_urls_are_kept_as_given(monkeypatch):
     assert corpus._data_dir(None) == "gs://bucket/data"
     assert builtin.wheels_cache_dir("gs://bucket/data").is_absolute()  # pip needs a local disk.
     with pytest.raises(UserError, match="cannot store datasets at ram:// paths; use a local directory or a gs://"):
-        corpus.load_split("tsv:x.tsv", "en-de", "train", data_dir="ram://data")  # Without tfds_reads_ram.
+        corpus.load_split("tsv:x.tsv", "en-de", "train", data_dir="ram://data")  # Without tfds_reads_remote.
