@@ -10,9 +10,9 @@ that TensorFlow's GCS client reaches (it has no endpoint setting: the emulator m
 www.googleapis.com and storage.googleapis.com over HTTPS).
 """
 
-import os
-
 import hashlib
+import os
+import pathlib
 import uuid
 
 import pytest
@@ -267,6 +267,17 @@ def test_tfds_dataset_prepared_into_a_remote_data_dir(remote, tmp_path, tfds_rea
     assert remote_splits == all_splits(spec, "de-en", tmp_path)
     assert sum(map(len, remote_splits.values())) == 150 and remote_splits["test"]
     assert tf.io.gfile.exists(f"{remote}/tfds/xling_zoo_remote_test_translate/1.0.0/dataset_info.json")
+
+
+def test_a_url_collapsed_by_pathlib_is_refused(tmp_path, monkeypatch, trained):
+    """pathlib.Path("gs://bucket/run") is gs:/bucket/run, which would be a local directory "gs:"."""
+    monkeypatch.chdir(tmp_path)
+    collapsed = str(pathlib.Path("gs://bucket/run") / "tokenizer")
+    for call in (lambda: trained["joint"].save(collapsed), lambda: tok.Tokenizers.load(collapsed),
+                 lambda: corpus.load_split("tsv:x.tsv", "en-de", "train", data_dir=pathlib.Path("gs://bucket/data"))):
+        with pytest.raises(UserError, match="gs:/bucket/.* looks like a URL that lost a '/'"):
+            call()
+    assert not (tmp_path / "gs:").exists()
 
 
 def test_data_dir_urls_are_kept_as_given(monkeypatch):

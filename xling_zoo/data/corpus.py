@@ -81,7 +81,7 @@ def default_data_dir():
 
 def _data_dir(data_dir):
     """An absolute local path, or a URL (gs://bucket/dir) as given."""
-    data_dir = os.fspath(data_dir or default_data_dir())
+    data_dir = local_files.fspath(data_dir or default_data_dir())
     if not local_files.is_url(data_dir):
         return os.path.abspath(os.path.expanduser(data_dir))
     try:

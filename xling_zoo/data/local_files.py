@@ -37,9 +37,22 @@ KINDS = ("tsv", "text")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+_COLLAPSED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/[^/]")
+
+
 def is_url(path):
     """True for gs://bucket/dir, ram://dir: paths to take as given, never made absolute."""
     return bool(_URL.match(os.fspath(path)))
+
+
+def fspath(path):
+    """``path`` (str or os.PathLike) as a str; a UserError for gs:/bucket, a URL that went through
+    pathlib (which collapses "//"), as it would silently become a local directory named "gs:"."""
+    path = os.fspath(path)
+    if _COLLAPSED_URL.match(path):
+        raise UserError(f"{path} looks like a URL that lost a '/' of its '//' (pathlib.Path does that): "
+                        f"keep URLs such as gs://bucket/dir as strings")
+    return path
 
 
 @contextlib.contextmanager
@@ -63,7 +76,8 @@ def check_file(path):
 
 
 def read_bytes(path):
-    path = os.fspath(path)
+    """The contents of a file; a one-line UserError naming it when it cannot be read."""
+    path = fspath(path)
     check_file(path)
     with _naming_errors(path), tf.io.gfile.GFile(path, "rb") as stream:
         return stream.read()
@@ -72,7 +86,7 @@ def read_bytes(path):
 def _put_atomically(path, write):
     """``write(aside)`` writes to a temporary name next to ``path``, then it is renamed onto ``path``:
     a reader, or a run that crashes midway, never finds a half-written file there."""
-    path = os.fspath(path)
+    path = fspath(path)
     aside = f"{path}.incomplete-{uuid.uuid4().hex[:12]}"
     try:
         write(aside)

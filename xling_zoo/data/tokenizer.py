@@ -129,7 +129,7 @@ class SubwordTokenizer(tf.Module):
 
     @classmethod
     def load(cls, path):
-        path = os.fspath(path)
+        path = local_files.fspath(path)
         if not tf.io.gfile.exists(path):
             raise UserError(f"tokenizer model {path} does not exist")
         data = local_files.read_bytes(path)
@@ -221,7 +221,7 @@ class Tokenizers(tf.Module):
     def save(self, directory):
         """Into ``directory`` (local, gs://..., ram://...): each file written aside and renamed,
         tokenizers.json last, so a directory holding it holds complete models."""
-        directory = os.fspath(directory)
+        directory = local_files.fspath(directory)
         tf.io.gfile.makedirs(directory)
         files = {"source": "spm.model", "target": "spm.model"} if self.joint else {
             "source": "source_spm.model", "target": "target_spm.model"}
@@ -234,7 +234,7 @@ class Tokenizers(tf.Module):
 
     @classmethod
     def load(cls, directory):
-        directory = os.fspath(directory)
+        directory = local_files.fspath(directory)
         info_path = os.path.join(directory, TOKENIZERS_JSON)
         if not tf.io.gfile.exists(info_path):
             raise UserError(f"{directory} holds no tokenizers ({TOKENIZERS_JSON} is missing)")
