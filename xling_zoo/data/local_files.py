@@ -35,9 +35,7 @@ KINDS = ("tsv", "text")
 # Files anywhere tf.io.gfile reaches
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-_COLLAPSED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/[^/]")
+_COLLAPSED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/[^/]")  # gs:/bucket; not a drive letter (C:/x).
 
 
 def is_url(path):
