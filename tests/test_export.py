@@ -348,3 +348,16 @@ def test_the_session_client_refuses_xla_only_ops_like_the_model_server(transform
     session = start([str(TOOLS / "session_client.py"), f"--dir={version_dir}"], stdin=subprocess.PIPE)
     _, stderr = session.communicate(json.dumps(ENGLISH[:1]), timeout=300)
     assert session.returncode != 0 and "XLA compilation disabled" in stderr
+
+
+@pytest.mark.parametrize("shape, update_shape, start", [
+    ((3, 2, 7, 4), (3, 2, 1, 4), [0, 0, 5, 0]), ((3, 2, 7, 4), (3, 2, 2, 4), [0, 0, 6, 0]),
+    ((5,), (2,), [-3]), ((4, 4), (2, 3), [1, 2]), ((4, 4), (2, 4), [3, 0])])
+def test_the_exports_slice_update_equals_keras(shape, update_shape, start):
+    import keras
+
+    rng = np.random.default_rng(0)
+    inputs, updates = rng.normal(size=shape).astype("float32"), rng.normal(size=update_shape).astype("float32")
+    starts = [tf.constant(i) if i else 0 for i in start]  # Tensors, and 0 as Python ints like the caches'.
+    np.testing.assert_array_equal(serving.slice_update(inputs, starts, updates),
+                                  keras.ops.slice_update(inputs, start, updates))

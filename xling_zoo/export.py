@@ -140,8 +140,11 @@ def accepts(graph, sentence):
 def session_outputs(saved_model_dir, sentences, signature=SIGNATURE_KEY):
     """The signature's outputs (name -> numpy array) run through TF1's session-based loader: the
     loader TF Serving uses (``tf.saved_model.load`` is more forgiving)."""
+    from tensorflow.python.util import deprecation
+
     with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
-        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
+        with deprecation.silence():  # "use tf.saved_model.load instead": not what TF Serving uses.
+            meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
         signature_def = meta_graph.signature_def[signature]
         fetches = {name: info.name for name, info in signature_def.outputs.items()}
         return session.run(fetches, {signature_def.inputs[serving.INPUT_KEY].name: list(sentences)})

@@ -146,7 +146,8 @@ def core_tensorflow_ops():
     built from core TensorFlow ops. Keras' TensorFlow backend emits XlaDynamicUpdateSlice, which
     outside an XLA cluster runs only through XLA's compile-on-demand: TF Serving turns that off by
     default (--xla_cpu_compilation_enabled=false), and such an export then fails every request
-    with "XLA compilation disabled". The values are the same, so the translations are too.
+    with "XLA compilation disabled". The values are the same, so the translations are too. Only the
+    export is traced so: in-process decoding keeps the (faster) XLA op.
     """
     from keras.src.backend.tensorflow import core as keras_backend_core
 
@@ -160,15 +161,23 @@ def core_tensorflow_ops():
 
 def slice_update(inputs, start_indices, updates):
     """``inputs`` with the block at ``start_indices`` replaced by ``updates`` (XLA's
-    DynamicUpdateSlice, start clamped so that the block fits), with Pad and Select."""
+    DynamicUpdateSlice: the start is clamped so that the block fits), as TensorScatterUpdate.
+
+    Beam 4 on 64 sentences, transformer_tiny, in the session loader: 3.2-3.4 s against 2.8-2.9 s
+    with the XLA op run by compile-on-demand, and 3.6-4.3 s with Pad and Select instead.
+    """
     inputs = tf.convert_to_tensor(inputs)
     updates = tf.cast(updates, inputs.dtype)
     size = tf.shape(updates, out_type=tf.int32)
     start = tf.stack([tf.cast(i, tf.int32) for i in start_indices])
     start = tf.clip_by_value(start, 0, tf.shape(inputs, out_type=tf.int32) - size)
-    paddings = tf.stack([start, tf.shape(inputs, out_type=tf.int32) - start - size], axis=1)
-    inside = tf.pad(tf.ones_like(updates, tf.bool), paddings)
-    return tf.where(inside, tf.pad(updates, paddings), inputs)
+    # Trailing axes that the update spans whole are written as slices: fewer indices.
+    depth = inputs.shape.rank
+    while (depth > 1 and isinstance(start_indices[depth - 1], int) and start_indices[depth - 1] == 0
+           and updates.shape[depth - 1] is not None and updates.shape[depth - 1] == inputs.shape[depth - 1]):
+        depth -= 1
+    grids = tf.meshgrid(*[start[d] + tf.range(size[d]) for d in range(depth)], indexing="ij")
+    return tf.tensor_scatter_nd_update(inputs, tf.stack(grids, axis=-1), updates)
 
 
 def xla_ops(op_types):

@@ -19,6 +19,7 @@ import time
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  Registers the SentencePiece ops the export's graph uses.
+from tensorflow.python.util import deprecation
 
 
 def disable_xla_compilation():
@@ -40,7 +41,7 @@ def load(directory, signature="serving_default", threads=0):
     graph = tf.Graph()
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
     session = tf.compat.v1.Session(graph=graph, config=config)
-    with graph.as_default():
+    with graph.as_default(), deprecation.silence():  # "Use tf.saved_model.load": not what TF Serving uses.
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], directory)
     signature_def = meta_graph.signature_def[signature]
     fetches = {name: info.name for name, info in signature_def.outputs.items()}
