@@ -147,6 +147,9 @@ def test_the_export_needs_only_tensorflow_texts_sentencepiece_ops(lstm_export):
     metadata = json.loads((lstm_export / export.METADATA_FILE).read_text())
     assert metadata["custom_ops"] == ["SentencepieceDetokenizeOp", "SentencepieceOp", "SentencepieceTokenizeOp"]
     assert metadata["xla_ops"] == []
+    assert (metadata["checked_sentences"], metadata["max_source_tokens"]) == (2, 48)
+    assert metadata["split_long_sentences"] is False
+    assert set(metadata["statuses"]) == {"ok", "split", "empty", "too_long", "too_many_tokens"}
     # Only the variables the signature reads, once each (not the Keras model's object graph too).
     run = workdir_lib.load_run(metadata["workdir"])
     saved = [shape for name, shape in tf.train.list_variables(str(lstm_export / "variables" / "variables"))

@@ -193,7 +193,8 @@ def publish(staging, destination):
     object by object; TensorFlow's ram:// moves only the folder entry), so there the files are
     copied, the SavedModel's graph last: a model server polling meanwhile finds no saved_model.pb,
     its load fails and is retried (TF Serving: --max_num_load_retries=5, a minute apart) rather than
-    reading half the variables. A failed copy removes what it wrote.
+    reading half the variables. A failed copy removes what it wrote. Two exports racing for the
+    same version number there are not detected (local renames refuse the second one).
     """
     if tf.io.gfile.exists(destination):
         raise UserError(f"could not publish {destination}: another export took this version meanwhile")
