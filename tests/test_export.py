@@ -11,6 +11,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pytest
@@ -261,11 +262,14 @@ def test_split_long_sentences_export(lstm_run, tmp_path):
 # === Paths through tf.io.gfile; publishing ===
 
 def test_export_to_tensorflows_in_memory_filesystem(lstm_run):
-    base = "ram://exports/xling"
+    # $XLING_ZOO_TEST_REMOTE_DIR=gs://BUCKET/DIR runs it in a bucket (tests/data/test_remote_paths.py).
+    remote = os.environ.get("XLING_ZOO_TEST_REMOTE_DIR", "ram://xling_zoo_test").rstrip("/")
+    base = f"{remote}/{uuid.uuid4().hex[:8]}/xling"
     first = export.export_run(lstm_run, base, check_sentences=2)
     second = export.export_run(lstm_run, base, beam_size=2, check_sentences=0)
     assert (first, second) == (f"{base}/1", f"{base}/2")
-    assert sorted(tf.io.gfile.listdir(base)) == ["1", "2"]  # No staging folder left.
+    # No staging folder left (GCS lists folders as "1/").
+    assert sorted(name.rstrip("/") for name in tf.io.gfile.listdir(base)) == ["1", "2"]
     with tf.io.gfile.GFile(f"{second}/{export.METADATA_FILE}") as f:
         assert json.load(f)["beam_size"] == 2
     assert in_process(first, ENGLISH[:2])["translations"] == translator_outputs(lstm_run, ENGLISH[:2])
