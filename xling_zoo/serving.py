@@ -116,6 +116,8 @@ class ServingGraph:
                                                               char_index // chars_per_cut, 0)
         units = tf.strings.reduce_join(
             tf.RaggedTensor.from_value_rowids(chars.flat_values, char_cut, nrows=tf.reduce_sum(cuts)), axis=1)
+        # A word that fits stays as it came (unicode_split replaced any invalid UTF-8 in it).
+        units = tf.where(tf.repeat(oversized, cuts), units, tf.repeat(words, cuts))
         unit_owner = tf.repeat(word_owner, cuts)
         unit_pieces = tf.cast(self.translator.tokenizers.source.tokenize(units).row_lengths(), tf.int32)
         # A new piece starts at a sentence's first unit and after a unit that ends a sentence...
