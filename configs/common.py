@@ -19,6 +19,8 @@ def get_common_config():
     config.data_dir = ""
     # Use only this many training pairs (deterministic subsample); 0 = all of them.
     config.max_train_examples = 0
+    # Skip (and count) malformed lines of tsv:/text: corpora instead of stopping at the first one.
+    config.skip_bad_lines = False
 
     config.tokenizer = ml_collections.ConfigDict()
     # SentencePiece vocabulary size (per tokenizer; one shared tokenizer when joint).
@@ -69,6 +71,13 @@ def get_common_config():
     config.train.early_stopping_patience = 3
     # Keep this many latest checkpoints.
     config.train.keep_checkpoints = 2
+    # Also save a checkpoint every this many steps and every this many minutes (0 = only at
+    # evaluations), so that a crash or preemption loses little; resuming is exact either way.
+    config.train.checkpoint_every_steps = 1000
+    config.train.checkpoint_every_minutes = 5.0
+    # Deterministic ops (tf.config.experimental.enable_op_determinism): the same command gives the
+    # same weights, and a run killed and resumed ends with the weights of an uninterrupted one.
+    config.train.deterministic = False
     # Random seed (weights, shuffling, subsampling).
     config.train.seed = 1
     # tf.distribute strategy: default | mirrored | multi_worker | tpu.

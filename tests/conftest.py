@@ -89,3 +89,16 @@ def tiny_config(tiny_tsv):
         return config
 
     return make
+
+
+def register_ram_with_tfds(monkeypatch):
+    """TFDS keeps prepared datasets through etils.epath, which knows gs:// but not TensorFlow's
+    in-memory ram://: register ram:// exactly where gs:// is (private tables; test scaffolding), so a
+    data_dir on ram:// takes the gs:// route offline."""
+    from etils.epath import backend, gpath, register
+
+    monkeypatch.setattr(gpath, "_URI_PREFIXES", gpath._URI_PREFIXES + ("ram://",))
+    monkeypatch.setattr(gpath, "_URI_SCHEMES", gpath._URI_SCHEMES | {"ram"})
+    monkeypatch.setitem(gpath._URI_MAP_ROOT, "ram://", "/ram/")
+    monkeypatch.setitem(gpath._PREFIX_TO_BACKEND, "ram", backend.tf_backend)
+    monkeypatch.setitem(register._URI_PREFIXES_TO_CLS, "ram://", gpath.PosixGPath)

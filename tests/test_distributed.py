@@ -53,17 +53,42 @@ def test_mirrored_strategy_over_two_devices(tmp_path, tiny_tsv):
     assert all(h["train_loss"] > 0 and h["validation_loss"] > 0 for h in result["history"])
 
 
-def test_multi_worker_strategy_with_two_local_workers(tmp_path, tiny_tsv):
-    workdir = tmp_path / "run"
-    # The chief's run dir first (tokenizer and step-0 state), so both workers read one tokenizer.
-    result_of(launch(tiny_tsv, workdir, ["train.steps=1", "train.eval_every_steps=1"]))
+def launch_workers(corpus, workdir, overrides):
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    workers = [
-        launch(tiny_tsv, workdir, ["train.strategy=multi_worker"],
-               env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+    return [
+        launch(corpus, workdir, ["train.strategy=multi_worker"] + overrides,
+               env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                    "TMPDIR": str(workdir.parent / f"tmp{i}")})
         for i in range(2)
     ]
-    results = [result_of(w) for w in workers]
-    assert results[0]["step"] == 4
-    steps = [h["step"] for h in results[0]["history"]]
-    assert steps == [1, 2, 4]  # Resumed at step 1, then evaluated every 2 steps.
+
+
+def test_two_workers_started_together_on_a_fresh_directory(tmp_path, tiny_tsv):
+    """As a cluster starts them: both at once, nothing prepared. Only the chief writes the run
+    directory (one tokenizer, one config, TensorBoard events of one writer); the other worker waits
+    for the chief's files and its own checkpoint copies are removed when it exits."""
+    workdir = tmp_path / "run"
+    for i in range(2):
+        (tmp_path / f"tmp{i}").mkdir()
+    results = [result_of(w) for w in launch_workers(tiny_tsv, workdir, [])]
+    assert results[0]["step"] == results[1]["step"] == 4
+    assert [h["step"] for h in results[0]["history"]] == [2, 4]
+    assert sorted(p.name for p in workdir.iterdir()) == ["checkpoints", "config.json", "logs", "metrics.json",
+                                                         "tokenizer"]
+    events = list((workdir / "logs").rglob("events.out.tfevents.*"))
+    assert len(events) == 2  # train/ and validation/ of the chief alone
+    assert not list((tmp_path / "tmp1").iterdir())  # The non-chief's scratch checkpoints are gone.
+
+
+def test_workers_agree_on_the_time_budget(tmp_path, tiny_tsv):
+    workdir = tmp_path / "run"
+    for i in range(2):
+        (tmp_path / f"tmp{i}").mkdir()
+    budget = ["train.steps=100000", "train.eval_every_steps=100000", "train.max_minutes=0.05",
+              "train.checkpoint_every_steps=0", "train.checkpoint_every_minutes=0"]
+    results = [result_of(w) for w in launch_workers(tiny_tsv, workdir, budget)]
+    # Both stopped after the same step (each sees its own clock; they act on the first to run out).
+    steps = [r["history"][-1]["step"] for r in results]
+    assert steps[0] == steps[1] and 0 < steps[0] < 100000
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["stop_reason"].startswith("time budget")

@@ -1,6 +1,7 @@
 """The training loop end to end on the tiny corpus: train, resume, refuse, evaluate, translate."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -153,6 +154,11 @@ def test_translate_cli(trained_run):
     (["--set=train.stepz=1"], "unknown key 'train.stepz'"),
     (["--set=train.steps=lots"], "takes a int"),
     (["--strategy=gpus"], "gpus"),
+    (["--pair=en-en"], "translates en into itself"),
+    (["--set=model.dropout=1.5"], "model.dropout=1.5 must be in [0, 1)"),
+    (["--set=train.learning_rate=0"], "train.learning_rate=0.0 must be > 0"),
+    (["--set=train.learning_rate=-0.001"], "train.learning_rate=-0.001 must be > 0"),
+    (["--steps=-5"], "train.steps=-5 must be >= 0"),
 ])
 def test_train_cli_bad_input(args, message, tmp_path):
     done = run_cli("train", f"--workdir={tmp_path / 'run'}", *args)
@@ -201,3 +207,54 @@ def test_train_step_reads_the_output_layer_at_real_positions_unless_compiled(jit
     logs = step(iter(tf.data.Dataset.from_tensors(batch).repeat()))
     assert float(logs["target_tokens"]) == 6.0
     assert np.isfinite(float(logs["loss"]))
+
+
+def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_corrected_command(tmp_path, tiny_config):
+    """What an earlier version left after a bad flag: config.json (another pair) and a tokenizer, no
+    checkpoint. Nothing there is worth keeping, so the corrected command takes the directory over."""
+    wrong = tiny_config("lstm_seq2seq")
+    wrong.pair = "en-nl"
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(config_lib.to_json(wrong))
+    (workdir / "tokenizer").mkdir()
+    (workdir / "tokenizer" / "tokenizers.json").write_text("{}")
+    config = tiny_config("lstm_seq2seq")
+    config.train.steps = 3
+    metrics = trainer.train_and_evaluate(config, workdir)
+    assert metrics["step"] == 3
+    assert json.loads((workdir / "config.json").read_text())["pair"] == "en-de"
+    # Once it has a checkpoint, the run is protected again.
+    with pytest.raises(UserError, match="different pair"):
+        trainer.train_and_evaluate(wrong, workdir)
+
+
+def test_an_unwritable_workdir_is_one_clear_error(tmp_path, tiny_config):
+    config = tiny_config("lstm_seq2seq")
+    with pytest.raises(UserError, match="cannot write to --workdir=/proc/xling_zoo_run"):
+        trainer.train_and_evaluate(config, "/proc/xling_zoo_run")
+    if os.geteuid() != 0:  # root writes through file permissions
+        read_only = tmp_path / "read_only"
+        read_only.mkdir(mode=0o500)
+        with pytest.raises(UserError, match="cannot write to --workdir"):
+            trainer.train_and_evaluate(config, read_only / "run")
+
+
+def test_skip_bad_lines_reaches_training(tmp_path, tiny_config, tiny_tsv):
+    train = tiny_tsv.split(":", 1)[1].split(",")[0]
+    lines = open(train, encoding="utf-8").read().splitlines()
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("\n".join(lines[:600] + ["no tab on this line"] + lines[600:]) + "\n", encoding="utf-8")
+    config = tiny_config("lstm_seq2seq")
+    config.corpus = f"tsv:{bad}," + ",".join(tiny_tsv.split(":", 1)[1].split(",")[1:])
+    config.train.steps = 2
+    with pytest.raises(UserError, match="--skip_bad_lines"):
+        trainer.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    config.skip_bad_lines = True
+    assert trainer.train_and_evaluate(config, tmp_path / "run")["step"] == 2
+    done = run_cli("train", f"--workdir={tmp_path / 'cli'}", f"--corpus={config.corpus}", "--steps=1",
+                   "--set=tokenizer.vocab_size=330", "--set=data.max_length=48", "--skip_bad_lines",
+                   "--set=model.units=16", "--set=model.embedding_dim=16", "--set=eval.validation_bleu_examples=4",
+                   "--set=train.max_minutes=0")
+    assert done.returncode == 0, done.stderr[-2000:]

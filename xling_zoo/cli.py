@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 
-from xling_zoo.errors import UserError  # noqa: E402
+from xling_zoo.errors import Interrupted, UserError  # noqa: E402
 
 
 def run(main):
@@ -22,5 +22,8 @@ def run(main):
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except Interrupted as e:
+            print(str(e), file=sys.stderr)
+            sys.exit(e.exit_code)
 
     app.run(guarded)

@@ -99,6 +99,49 @@ def load_config(model_name, config_file=None, overrides=()):
     return config
 
 
+# (dotted key, test, what it must be): the values a run cannot start with.
+_RANGES = (
+    ("train.learning_rate", lambda v: v > 0, "> 0"),
+    ("train.steps", lambda v: v >= 0, ">= 0 (0 = train for train.epochs)"),
+    ("train.epochs", lambda v: v >= 1, ">= 1"),
+    ("train.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("train.max_minutes", lambda v: v >= 0, ">= 0 (0 = no time budget)"),
+    ("train.clipnorm", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.eval_every_steps", lambda v: v >= 0, ">= 0 (0 = once per epoch)"),
+    ("train.early_stopping_patience", lambda v: v >= 0, ">= 0 (0 = never stop early)"),
+    ("train.keep_checkpoints", lambda v: v >= 1, ">= 1"),
+    ("train.checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0 = only at evaluations)"),
+    ("train.checkpoint_every_minutes", lambda v: v >= 0, ">= 0 (0 = only at evaluations)"),
+    ("max_train_examples", lambda v: v >= 0, ">= 0 (0 = all)"),
+    ("tokenizer.vocab_size", lambda v: v >= 16, ">= 16"),
+    ("data.tokens_per_batch", lambda v: v >= 1, ">= 1"),
+    ("data.shuffle_buffer", lambda v: v >= 1, ">= 1"),
+    ("eval.beam_size", lambda v: v >= 1, ">= 1 (1 = greedy)"),
+    ("eval.max_decode_length", lambda v: v >= 1, ">= 1"),
+    ("eval.batch_size", lambda v: v >= 1, ">= 1"),
+    ("eval.validation_bleu_examples", lambda v: v >= 0, ">= 0 (0 = all)"),
+)
+
+
+def validate(config):
+    """Raises one UserError naming the first value a run cannot start with. Checked before anything
+    is written, so that a bad flag never leaves a run directory behind."""
+    problems = []
+    for key, test, expected in _RANGES:
+        value = _lookup(config, key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not test(value):
+            problems.append(f"{key}={value!r} must be {expected}")
+    # Every dropout rate of the model section (dropout, attention_dropout, discriminator_dropout...).
+    for key, value in (config.get("model") or {}).items():
+        if "dropout" in key and isinstance(value, (int, float)) and not 0 <= value < 1:
+            problems.append(f"model.{key}={value!r} must be in [0, 1)")
+    if problems:
+        raise UserError("; ".join(problems) + " (set with --set=KEY=VALUE)")
+
+
 def to_json(config):
     return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
 

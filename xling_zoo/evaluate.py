@@ -79,13 +79,14 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
     other_pair = eval_pair != run.pair
     suffix = "" if split == "test" and not other_pair else f"_{split}"
     suffix += f"_{eval_pair}" if other_pair else ""
-    hypotheses_path = run.workdir / f"hypotheses{suffix}.beam{translator.beam_size}.txt"
-    workdir_lib.write_atomically(hypotheses_path, "".join(h.replace("\n", " ") + "\n" for h in hypotheses))
-    metrics["hypotheses"] = hypotheses_path.name
+    hypotheses_name = f"hypotheses{suffix}.beam{translator.beam_size}.txt"
+    workdir_lib.write_atomically(workdir_lib.join(run.workdir, hypotheses_name),
+                                 "".join(h.replace("\n", " ") + "\n" for h in hypotheses))
+    metrics["hypotheses"] = hypotheses_name
     if not suffix:
         workdir_lib.update_metrics(run.workdir, metrics)
     else:
-        workdir_lib.write_atomically(run.workdir / f"metrics{suffix}.json", json.dumps(metrics, indent=2))
+        workdir_lib.write_atomically(workdir_lib.join(run.workdir, f"metrics{suffix}.json"), json.dumps(metrics, indent=2))
     return metrics
 
 

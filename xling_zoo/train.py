@@ -27,12 +27,16 @@ flags.DEFINE_integer("seed", None, "Random seed.")
 flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy.")
 flags.DEFINE_enum("mixed_precision", None, ["float32", "mixed_bfloat16", "mixed_float16"], "Precision policy.")
 flags.DEFINE_bool("jit_compile", None, "XLA-compile the training step.")
+flags.DEFINE_bool("deterministic", None, "Deterministic ops: the same command gives the same weights, "
+                  "and a killed run resumes to the weights of an uninterrupted one.")
+flags.DEFINE_bool("skip_bad_lines", None, "Skip (and count) malformed lines of tsv:/text: corpora.")
 
 # Flags that are shortcuts for config fields.
 FLAG_TO_CONFIG = {
     "corpus": "corpus", "pair": "pair", "data_dir": "data_dir", "max_train_examples": "max_train_examples",
     "steps": "train.steps", "epochs": "train.epochs", "max_minutes": "train.max_minutes", "seed": "train.seed",
     "strategy": "train.strategy", "mixed_precision": "train.mixed_precision", "jit_compile": "train.jit_compile",
+    "deterministic": "train.deterministic", "skip_bad_lines": "skip_bad_lines",
 }
 
 

@@ -9,8 +9,11 @@ replays the interrupted epoch.
 """
 
 import math
-import pathlib
+import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 
 import keras
@@ -18,42 +21,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from xling_zoo import checkpoints
+from xling_zoo import config as config_lib
 from xling_zoo import workdir as workdir_lib
 from xling_zoo.data import corpus, pipeline
-from xling_zoo.data.tokenizer import Tokenizers, train_tokenizers
+from xling_zoo.data.tokenizer import SubwordTokenizer, Tokenizers, train_tokenizers
 from xling_zoo.decode import Translator
-from xling_zoo.errors import UserError
+from xling_zoo.errors import Interrupted, UserError
 from xling_zoo.evaluate import score
-
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-
-
-def make_strategy(train_config):
-    """The tf.distribute strategy named by ``train.strategy``."""
-    name = train_config.strategy
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        # All local GPUs; on a machine without any, all (logical) CPU devices — how tests run it.
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if name == "multi_worker":
-        # Reads the cluster from the TF_CONFIG environment variable.
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=train_config.tpu or "")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise UserError(f"train.strategy={name!r} is not one of {', '.join(STRATEGIES)}")
-
-
-def is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return True
-    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
-
+from xling_zoo.strategy import STRATEGIES, is_chief, make_strategy  # noqa: F401  (STRATEGIES: re-exported)
 
 @keras.saving.register_keras_serializable("xling_zoo")
 class WarmupInverseSqrt(keras.optimizers.schedules.LearningRateSchedule):
@@ -132,19 +108,6 @@ def set_precision(train_config):
     keras.mixed_precision.set_dtype_policy(train_config.mixed_precision or "float32")
 
 
-def load_or_train_tokenizers(config, workdir, pair, train_examples):
-    """The run's tokenizers: loaded from the run dir (resume, transfer) or trained and saved."""
-    directory = pathlib.Path(workdir) / workdir_lib.TOKENIZER_DIR
-    if directory.exists():
-        return Tokenizers.load(directory)
-    logging.info("Training SentencePiece (%s, %d pieces) on %d pairs", config.tokenizer.model_type,
-                 config.tokenizer.vocab_size, len(train_examples))
-    languages = sorted(set(pair.source_languages) | {pair.target_language})
-    tokenizers = train_tokenizers(train_examples, config.tokenizer, languages, seed=config.train.seed)
-    tokenizers.save(directory)
-    return tokenizers
-
-
 def _read_step(optimizer):
     # convert_to_numpy also reads a MirroredVariable, on which int() fails.
     return int(keras.ops.convert_to_numpy(optimizer.iterations))
@@ -214,7 +177,13 @@ class _Evaluator:
 
 def make_train_step(strategy, model, optimizer, jit_compile=False):
     """A tf.function taking a distributed iterator: one ``model.training_step`` per replica, then
-    losses averaged and real (non-padding) target tokens summed over replicas."""
+    losses averaged and real (non-padding) target tokens summed over replicas.
+
+    ``train_step(iterator, requests)`` also takes this worker's float32 0/1 flags (see
+    ``_REQUESTS``) and returns them as ``"requests"``, summed over every replica: a time budget, a
+    signal or a checkpoint clock seen by one worker of a multi-worker run is acted on by all of
+    them at the same step (saving is a collective operation, stopping must be too).
+    """
     loss_scale = 1.0 / strategy.num_replicas_in_sync
     # XLA and TPUs need static shapes: the loss then reads the output layer at every position.
     static_shapes = jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
@@ -228,43 +197,150 @@ def make_train_step(strategy, model, optimizer, jit_compile=False):
         return losses
 
     replica_fn = tf.function(step_fn, jit_compile=True) if jit_compile else step_fn
-
     @tf.function
-    def train_step(iterator):
+    def train_step(iterator, requests=None):
         per_replica = strategy.run(replica_fn, args=(next(iterator),))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM if k == "target_tokens" else
-                                   tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+        if requests is not None:
+            per_replica["requests"] = strategy.run(tf.identity, args=(requests,))
+        sums = ("target_tokens", "requests")
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM if k in sums else tf.distribute.ReduceOp.MEAN,
+                                   v, axis=None) for k, v in per_replica.items()}
 
     return train_step
+
+
+# What a worker asks of all of them before the next step: one flag each (a signal outranks the
+# time budget).
+_REQUESTS = ("stop_for_signal", "stop_for_time_budget", "save_checkpoint")
+
+
+class _SignalStop:
+    """SIGINT and SIGTERM (what a preempted VM or a scheduler sends) end training cleanly: the loop
+    finishes its step (or evaluation), saves a checkpoint and raises ``Interrupted``. A second signal
+    acts as usual. Installed only in the main thread, where Python delivers signals."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        for sig, handler in self._previous.items():  # The next signal is not caught.
+            signal.signal(sig, handler)
+        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint after this step",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _Checkpoints:
+    """Latest and best checkpoints of a run, by structural name (xling_zoo.checkpoints), with the
+    loop's bookkeeping inside. On a non-chief worker of a multi-worker run they go to a temporary
+    directory (saving is a collective, every worker must take part) that ``close`` removes."""
+
+    def __init__(self, workdir, chief, model, optimizer, keep):
+        self.chief = chief
+        self.directory = workdir_lib.join(workdir, workdir_lib.CHECKPOINT_DIR)
+        self._scratch = None if chief else tempfile.mkdtemp(prefix="xling_zoo_worker_")
+        save_dir = self.directory if chief else self._scratch
+        self.loop_state = checkpoints.LoopState()
+        self.objects = {**checkpoints.training_objects(model, optimizer), "state": self.loop_state.variable}
+        self.latest = tf.train.CheckpointManager(tf.train.Checkpoint(**self.objects), save_dir, keep)
+        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(model=checkpoints.model_variables(model)),
+                                               workdir_lib.join(save_dir, "best"), max_to_keep=1)
+
+    def restore(self):
+        """Restores the newest intact checkpoint; returns the loop state saved with it ({} if none)."""
+        path = checkpoints.restore_latest(self.directory, self.objects,
+                                          describe=lambda line: print(f"warning: {line}", file=sys.stderr))
+        if path is None:
+            return {}, None
+        return self.loop_state.get(), path
+
+    def save(self, step, state):
+        self.loop_state.set(state)
+        self.latest.save(checkpoint_number=step)
+
+    def save_best(self, step):
+        self.best.save(checkpoint_number=step)
+
+    def close(self):
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _tokenizers_for(config, workdir, status, chief, pair, train_examples, transfer):
+    """The run's tokenizers, in memory: the run's own when resuming (or on a non-chief worker, once
+    the chief wrote them), the transfer's for a new child, else trained on the training pairs."""
+    directory = workdir_lib.join(workdir, workdir_lib.TOKENIZER_DIR)
+    if status == "resume" and tf.io.gfile.exists(directory):
+        return Tokenizers.load(directory)
+    if transfer is not None:
+        # Rebuilt: keras.utils.set_random_seed clears TensorFlow's kernel cache, which frees the
+        # SentencePiece op resources of tokenizers made before it (the transfer made these).
+        child = transfer.tokenizers
+        return Tokenizers(SubwordTokenizer(child.source.model_proto),
+                          None if child.joint else SubwordTokenizer(child.target.model_proto))
+    logging.info("Training SentencePiece (%s, %d pieces) on %d pairs", config.tokenizer.model_type,
+                 config.tokenizer.vocab_size, len(train_examples))
+    languages = sorted(set(pair.source_languages) | {pair.target_language})
+    return train_tokenizers(train_examples, config.tokenizer, languages, seed=config.train.seed)
 
 
 def train_and_evaluate(config, workdir, transfer=None):
     """Trains ``config`` in ``workdir`` (resuming if it holds a compatible run). Returns metrics.
 
-    ``transfer`` (used by xling_zoo.transfer) has ``initialize(model) -> report`` (called only when
-    the run has no checkpoint yet: copies and remaps parent weights), ``freeze(model)``,
-    ``lr_multipliers(model) -> {variable path: multiplier}`` and ``write_report(workdir, report)``.
+    Everything a user can get wrong (config values, pair, corpus, model config, run directory) is
+    checked before anything is written, so a failed start never leaves a directory that refuses
+    the corrected command. Only the chief worker writes to ``workdir``.
+
+    ``transfer`` (used by xling_zoo.transfer) has ``tokenizers`` (the child's), ``initialize(model) ->
+    report`` (called only when the run has no checkpoint yet: copies and remaps parent weights),
+    ``freeze(model)``, ``lr_multipliers(model) -> {variable path: multiplier}`` and
+    ``write_report(workdir, report)``.
     """
-    workdir = pathlib.Path(workdir)
-    resumed = workdir_lib.prepare(config, workdir)
-    keras.utils.set_random_seed(config.train.seed)
+    workdir = workdir_lib.path_str(workdir)
+    config_lib.validate(config)
     set_precision(config.train)
+    pair = corpus.Pair.parse(config.pair)
+    status = workdir_lib.check(config, workdir)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.train.seed)
     strategy = make_strategy(config.train)
     chief = is_chief(strategy)
-    pair = corpus.Pair.parse(config.pair)
+    if chief:
+        workdir_lib.check_writable(workdir)
+    else:
+        # The chief prepares the corpus and writes the run directory; the others read what it wrote.
+        workdir_lib.wait_for_chief(workdir, config)
+        status = workdir_lib.check(config, workdir)
     data_dir = config.data_dir or None
 
     def load(split, **kwargs):
-        return corpus.load_split(config.corpus, pair, split, data_dir=data_dir, **kwargs)
+        return corpus.load_split(config.corpus, pair, split, data_dir=data_dir,
+                                 skip_bad_lines=config.skip_bad_lines, **kwargs)
 
+    skip = dict(skip_bad_lines=config.skip_bad_lines)
     train_examples = corpus.read_split(config.corpus, pair, "train", data_dir=data_dir,
-                                       max_train_examples=config.max_train_examples)
-    validation_examples = corpus.read_split(config.corpus, pair, "validation", data_dir=data_dir)
+                                       max_train_examples=config.max_train_examples, **skip)
+    validation_examples = corpus.read_split(config.corpus, pair, "validation", data_dir=data_dir, **skip)
     if not train_examples:
         raise UserError(f"the train split of {config.corpus} {pair} is empty")
-    tokenizers = load_or_train_tokenizers(config, workdir, pair, train_examples)
+    tokenizers = _tokenizers_for(config, workdir, status, chief, pair, train_examples, transfer)
 
-    common = dict(target_language=pair.target_language, source_languages=pair.source_languages)
+    # XLA and TPUs compile once per input shape: every batch of a bucket gets the bucket's shape.
+    static_shapes = config.train.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
+    common = dict(target_language=pair.target_language, source_languages=pair.source_languages,
+                  static_shapes=static_shapes)
     length_report = pipeline.length_report(load("train", max_train_examples=config.max_train_examples),
                                            tokenizers, config.data, target_language=pair.target_language)
     logging.info("Training pairs: %d; longer than data.max_length=%d: %d (%s)", length_report["examples"],
@@ -283,15 +359,21 @@ def train_and_evaluate(config, workdir, transfer=None):
     total_steps = config.train.steps or steps_per_epoch * config.train.epochs
     eval_every = config.train.eval_every_steps or steps_per_epoch
 
+    if chief:
+        if status != "resume":
+            # A throwaway model checks the model config (and the transfer's weight structure) before
+            # anything is written. Outside the strategy scope: building there is a collective that
+            # the other workers join only once the chief has written the run directory.
+            probe = workdir_lib.build_model(config, tokenizers)
+            if transfer is not None:
+                transfer.initialize(probe)
+            del probe
+        workdir_lib.commit(config, workdir, status, tokenizers)
     with strategy.scope():
         model = workdir_lib.build_model(config, tokenizers)
         model.label_smoothing = config.train.label_smoothing
-        checkpoint_dir = workdir / workdir_lib.CHECKPOINT_DIR
-        latest = tf.train.latest_checkpoint(str(checkpoint_dir))
-        # Multi-worker: every worker saves (saving is a collective op), only the chief where it counts.
-        save_dir = checkpoint_dir if chief else pathlib.Path(tempfile.mkdtemp(prefix="xling_zoo_worker_"))
         transfer_report = None
-        if latest is None and transfer is not None:
+        if status != "resume" and transfer is not None:
             transfer_report = transfer.initialize(model)
         if transfer is not None:
             transfer.freeze(model)
@@ -301,94 +383,147 @@ def train_and_evaluate(config, workdir, transfer=None):
         else:
             optimizer = make_optimizer(config.train)
         optimizer.build(model.trainable_variables)
-        checkpoint = tf.train.Checkpoint(model=workdir_lib.checkpointed(model), optimizer=optimizer)
-        manager = tf.train.CheckpointManager(checkpoint, str(save_dir), config.train.keep_checkpoints)
-        best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=workdir_lib.checkpointed(model)),
-                                                  str(save_dir / "best"), max_to_keep=1)
-        if latest is not None:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-            logging.info("Resumed from %s at step %d", latest, _read_step(optimizer))
-    if transfer_report is not None and chief:
+    if chief and transfer_report is not None:
         transfer.write_report(workdir, transfer_report)
+    saver = _Checkpoints(workdir, chief, model, optimizer, config.train.keep_checkpoints)
+    try:
+        with strategy.scope():
+            state, restored = saver.restore()
+        if restored:
+            print(f"Resumed from {restored} at step {_read_step(optimizer)}")
+        return _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state, tokenizers,
+                           train_dataset_fn, validation_dataset_fn, validation_examples, pair,
+                           dict(total_steps=total_steps, eval_every=eval_every, steps_per_epoch=steps_per_epoch,
+                                length_report=length_report))
+    finally:
+        saver.close()
 
-    train_iterator = iter(strategy.distribute_datasets_from_function(
-        lambda ctx: train_dataset_fn(ctx).repeat()))
+
+def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state, tokenizers,
+                train_dataset_fn, validation_dataset_fn, validation_examples, pair, schedule):
+    total_steps, eval_every = schedule["total_steps"], schedule["eval_every"]
+    step = _read_step(optimizer)
+
+    def train_stream(input_context):
+        # The batches a resumed run has already trained on are skipped, so it sees exactly the
+        # batches the uninterrupted run saw (the pipeline is deterministic given train.seed).
+        per_step = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+        return train_dataset_fn(input_context).repeat().skip(step * per_step)
+
+    train_iterator = iter(strategy.distribute_datasets_from_function(train_stream))
     evaluator = _Evaluator(strategy, model, validation_dataset_fn, config, tokenizers, validation_examples,
                            pair.target_language)
     train_step = make_train_step(strategy, model, optimizer, config.train.jit_compile)
 
-    previous = workdir_lib.read_json(workdir / workdir_lib.METRICS_FILE, {}) if resumed else {}
-    history = previous.get("history", [])
-    best_bleu = max((h["validation_bleu"] for h in history), default=-1.0)
-    since_best = previous.get("evaluations_since_best", 0)
-    writers = {name: tf.summary.create_file_writer(str(workdir / "logs" / name)) for name in ("train", "validation")}
+    history = state.get("history", [])
+    best_bleu = state.get("best_validation_bleu", -1.0)
+    since_best = state.get("evaluations_since_best", 0)
+    segment = state.get("segment", {})  # Sums of the evaluation interval in progress.
     if chief:
-        workdir_lib.update_metrics(workdir, {"data": {"train": length_report, "steps_per_epoch": steps_per_epoch},
+        writers = {name: tf.summary.create_file_writer(workdir_lib.join(workdir, "logs", name))
+                   for name in ("train", "validation")}
+        workdir_lib.update_metrics(workdir, {"data": {"train": schedule["length_report"],
+                                                      "steps_per_epoch": schedule["steps_per_epoch"]},
                                              "total_steps": total_steps})
+    else:
+        writers = {name: tf.summary.create_noop_writer() for name in ("train", "validation")}
 
-    start_time = time.time()
-    # Workers of a multi-worker run must agree on every step, so they only stop at evaluations.
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    start_time = last_save = time.time()
+    every_steps, every_minutes = config.train.checkpoint_every_steps, config.train.checkpoint_every_minutes
 
     def out_of_time():
         return bool(config.train.max_minutes) and time.time() - start_time > 60 * config.train.max_minutes
 
-    step = _read_step(optimizer)
+    def loop_state():
+        return {"history": history, "best_validation_bleu": best_bleu, "evaluations_since_best": since_best,
+                "segment": segment}
+
     stop_reason = "finished" if step >= total_steps else None
-    while stop_reason is None:
-        epoch = step // eval_every + 1
-        progress = keras.utils.Progbar(min(eval_every, total_steps - (epoch - 1) * eval_every),
-                                       stateful_metrics=["tokens/s"], verbose=1 if chief else 0)
-        print(f"Epoch {epoch}/{math.ceil(total_steps / eval_every)} (steps {step}/{total_steps})")
-        sums, tokens, epoch_start = {}, 0.0, time.time()
-        segment_start, segment_end = step, min(epoch * eval_every, total_steps)
-        while step < segment_end:
-            if out_of_time() and not multi_worker:
-                break  # The budget ends mid-epoch: evaluate and save what was trained so far.
-            logs = train_step(train_iterator)
-            step += 1
-            tokens += float(logs.pop("target_tokens"))
-            values = {k: float(v) for k, v in logs.items()}
-            if not all(math.isfinite(v) for v in values.values()):
-                raise FloatingPointError(f"non-finite loss at step {step}: {values}; "
-                                         "lower train.learning_rate or raise train.warmup_steps")
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            progress.update(step - (epoch - 1) * eval_every,
-                            list(values.items()) + [("tokens/s", tokens / (time.time() - epoch_start))])
-        train_seconds = time.time() - epoch_start
-        manager.save(checkpoint_number=step)
-        evaluation = evaluator()
-        record = {"step": step, "epoch": epoch, "seconds": round(train_seconds, 1),
-                  "target_tokens_per_second": round(tokens / max(train_seconds, 1e-9), 1),
-                  **{f"train_{k}" if not k.startswith("train") else k: round(v / max(1, step - segment_start), 4)
-                     for k, v in sums.items()},
-                  **{k: round(v, 4) for k, v in evaluation.items()}}
-        history.append(record)
-        print("  " + ", ".join(f"{k}={v}" for k, v in record.items()))
-        with writers["train"].as_default():
-            for k, v in record.items():
-                if k.startswith("train_"):
-                    tf.summary.scalar(k[len("train_"):], v, step=step)
-            tf.summary.scalar("target_tokens_per_second", record["target_tokens_per_second"], step=step)
-        with writers["validation"].as_default():
-            for k, v in evaluation.items():
-                tf.summary.scalar(k.replace("validation_", ""), v, step=step)
-        if evaluation["validation_bleu"] > best_bleu:
-            best_bleu, since_best = evaluation["validation_bleu"], 0
-            best_manager.save(checkpoint_number=step)
-        else:
-            since_best += 1
-        patience = config.train.early_stopping_patience
-        if step >= total_steps:
-            stop_reason = "finished"
-        elif patience and since_best >= patience:
-            stop_reason = f"early stopping: no validation BLEU gain in {patience} evaluations"
-        elif out_of_time():
-            stop_reason = f"time budget of {config.train.max_minutes} minutes reached"
-        if chief:
-            workdir_lib.update_metrics(workdir, {"history": history, "best_validation_bleu": best_bleu,
-                                                 "evaluations_since_best": since_best, "stop_reason": stop_reason,
-                                                 "step": step})
+    with _SignalStop() as signals:
+        while stop_reason is None:
+            epoch = step // eval_every + 1
+            segment_end = min(epoch * eval_every, total_steps)
+            progress = keras.utils.Progbar(segment_end - (epoch - 1) * eval_every, stateful_metrics=["tokens/s"],
+                                           verbose=1 if chief else 0)
+            print(f"Epoch {epoch}/{math.ceil(total_steps / eval_every)} (steps {step}/{total_steps})")
+            sums = segment.setdefault("sums", {})
+            segment.setdefault("steps", 0)
+            segment.setdefault("tokens", 0.0)
+            segment.setdefault("seconds", 0.0)
+            interval_start, stopped = time.time(), False
+            while step < segment_end:
+                wants = [signals.received is not None, out_of_time(),
+                         bool(every_minutes) and time.time() - last_save > 60 * every_minutes]
+                requests = tf.constant(wants, tf.float32)
+                logs = train_step(train_iterator, requests)
+                step += 1
+                agreed = dict(zip(_REQUESTS, (bool(x > 0) for x in logs.pop("requests").numpy())))
+                segment["tokens"] += float(logs.pop("target_tokens"))
+                segment["steps"] += 1
+                values = {k: float(v) for k, v in logs.items()}
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise FloatingPointError(f"non-finite loss at step {step}: {values}; "
+                                             "lower train.learning_rate or raise train.warmup_steps")
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                elapsed = segment["seconds"] + time.time() - interval_start
+                progress.update(step - (epoch - 1) * eval_every,
+                                list(values.items()) + [("tokens/s", segment["tokens"] / max(elapsed, 1e-9))])
+                if agreed["stop_for_signal"] or agreed["stop_for_time_budget"]:
+                    stopped = "signal" if agreed["stop_for_signal"] else "time budget"
+                    break
+                if agreed["save_checkpoint"] or (every_steps and step % every_steps == 0 and step < segment_end):
+                    segment["seconds"] += time.time() - interval_start
+                    interval_start = time.time()
+                    saver.save(step, loop_state())
+                    last_save = time.time()
+            segment["seconds"] += time.time() - interval_start
+            if stopped == "signal":
+                # No evaluation: a preempted VM has seconds left. Every worker got the same request.
+                saver.save(step, loop_state())
+                received = signals.received or signal.SIGTERM  # Another worker's signal.
+                name = signal.Signals(received).name
+                if chief:
+                    workdir_lib.update_metrics(workdir, {"step": step, "stop_reason": f"interrupted by {name}"})
+                raise Interrupted(f"{name}: saved a checkpoint at step {step} in {saver.directory}; rerun the same "
+                                  "command to resume", 128 + received)
+            evaluation = evaluator()
+            steps_done = max(1, segment["steps"])
+            record = {"step": step, "epoch": epoch, "seconds": round(segment["seconds"], 1),
+                      "target_tokens_per_second": round(segment["tokens"] / max(segment["seconds"], 1e-9), 1),
+                      **{f"train_{k}" if not k.startswith("train") else k: round(v / steps_done, 4)
+                         for k, v in sums.items()},
+                      **{k: round(v, 4) for k, v in evaluation.items()}}
+            history.append(record)
+            segment = {}
+            print("  " + ", ".join(f"{k}={v}" for k, v in record.items()))
+            with writers["train"].as_default():
+                for k, v in record.items():
+                    if k.startswith("train_"):
+                        tf.summary.scalar(k[len("train_"):], v, step=step)
+                tf.summary.scalar("target_tokens_per_second", record["target_tokens_per_second"], step=step)
+            with writers["validation"].as_default():
+                for k, v in evaluation.items():
+                    tf.summary.scalar(k.replace("validation_", ""), v, step=step)
+            if evaluation["validation_bleu"] > best_bleu:
+                best_bleu, since_best = evaluation["validation_bleu"], 0
+                saver.save_best(step)  # Before the latest: a crash in between re-evaluates this step.
+            else:
+                since_best += 1
+            patience = config.train.early_stopping_patience
+            if step >= total_steps:
+                stop_reason = "finished"
+            elif patience and since_best >= patience:
+                stop_reason = f"early stopping: no validation BLEU gain in {patience} evaluations"
+            elif stopped or out_of_time():
+                stop_reason = f"time budget of {config.train.max_minutes} minutes reached"
+            saver.save(step, loop_state())
+            last_save = time.time()
+            if chief:
+                workdir_lib.update_metrics(workdir, {"history": history, "best_validation_bleu": best_bleu,
+                                                     "evaluations_since_best": since_best, "stop_reason": stop_reason,
+                                                     "step": step})
     print(f"Stopped at step {step}: {stop_reason}. Best validation BLEU {best_bleu}.")
-    return workdir_lib.read_json(workdir / workdir_lib.METRICS_FILE, {})
+    if chief:
+        return workdir_lib.read_json(workdir_lib.join(workdir, workdir_lib.METRICS_FILE), {})
+    return {"history": history, "best_validation_bleu": best_bleu, "stop_reason": stop_reason, "step": step}

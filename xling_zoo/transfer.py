@@ -21,10 +21,10 @@ weight is copied. Optimizer state is fresh. ``CHILD/transfer.json`` lists what w
 
 import dataclasses
 import json
-import pathlib
 import re
 
 import numpy as np
+import tensorflow as tf
 
 from xling_zoo import config as config_lib
 from xling_zoo import workdir as workdir_lib
@@ -238,14 +238,14 @@ class Transfer:
         return {v.path: self.transferred_lr_multiplier for v in self._copied(model)}
 
     def write_report(self, workdir, report):
-        workdir_lib.write_atomically(pathlib.Path(workdir) / TRANSFER_FILE, json.dumps(report, indent=2) + "\n")
+        workdir_lib.write_atomically(workdir_lib.join(workdir, TRANSFER_FILE), json.dumps(report, indent=2) + "\n")
         print(format_report(report))
 
     # --- Report --------------------------------------------------------------------------------
 
     def settings(self):
         """What a resumed child run must be started with again (see RESUME_KEYS)."""
-        return {"parent": str(self.parent.workdir.resolve()), "vocab": self.vocab, "freeze": self.freeze_groups,
+        return {"parent": workdir_lib.absolute(self.parent.workdir), "vocab": self.vocab, "freeze": self.freeze_groups,
                 "transferred_lr_multiplier": self.transferred_lr_multiplier}
 
     def _frozen_layers(self, model):
@@ -328,11 +328,11 @@ def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_
 def _check_child_workdir(workdir, parent_workdir, settings):
     """Refuses a child workdir that is the parent, or a run this transfer cannot resume. Returns the
     existing transfer.json settings (None for a new child)."""
-    if workdir.resolve() == parent_workdir.resolve():
+    if workdir_lib.absolute(workdir) == workdir_lib.absolute(parent_workdir):
         raise UserError(f"--workdir={workdir} is the parent run itself; choose a new directory for the child")
-    if not (workdir / workdir_lib.CONFIG_FILE).exists():
+    if not tf.io.gfile.exists(workdir_lib.join(workdir, workdir_lib.CONFIG_FILE)):
         return None
-    previous = workdir_lib.read_json(workdir / TRANSFER_FILE)
+    previous = workdir_lib.read_json(workdir_lib.join(workdir, TRANSFER_FILE))
     if previous is None:
         if workdir_lib.latest_checkpoint(workdir, "latest"):
             raise UserError(f"--workdir={workdir} holds a run that was not made by transfer (no {TRANSFER_FILE}); "
@@ -355,7 +355,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     """
     from xling_zoo import trainer  # Late: the trainer imports the decoder, evaluation, TF datasets.
 
-    parent_dir, workdir = pathlib.Path(parent), pathlib.Path(workdir)
+    parent_dir, workdir = workdir_lib.path_str(parent), workdir_lib.path_str(workdir)
     if vocab not in VOCAB_MODES:
         raise UserError(f"--vocab={vocab!r} is not one of {', '.join(VOCAB_MODES)}")
     try:
@@ -368,12 +368,12 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         raise UserError("--vocab=parent keeps the parent's tokenizer: tokenizer.* overrides need --vocab=child")
     child_pair = corpus.Pair.parse(config.pair)
     child = {"pair": config.pair, "corpus": config.corpus, "max_train_examples": config.max_train_examples}
-    settings = {"parent": str(parent_dir.resolve()), "vocab": vocab, "freeze": list(dict.fromkeys(freeze)),
+    settings = {"parent": workdir_lib.absolute(parent_dir), "vocab": vocab, "freeze": list(dict.fromkeys(freeze)),
                 "transferred_lr_multiplier": float(transferred_lr_multiplier)}
     previous = _check_child_workdir(workdir, parent_dir, settings)
 
-    tokenizer_dir = workdir / workdir_lib.TOKENIZER_DIR
-    if previous is not None and tokenizer_dir.exists():
+    tokenizer_dir = workdir_lib.join(workdir, workdir_lib.TOKENIZER_DIR)
+    if previous is not None and tf.io.gfile.exists(tokenizer_dir):
         tokenizers = Tokenizers.load(tokenizer_dir)  # Resuming: the child's vocabulary is fixed.
     else:
         examples = None
@@ -385,14 +385,9 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         tokenizers = child_tokenizers(parent_run.tokenizers, child_pair, vocab, config.tokenizer, examples,
                                       seed=config.train.seed)
     hook = Transfer(parent_run, tokenizers, vocab, freeze, transferred_lr_multiplier, child=child)
-    # A throwaway child model checks the config and the weight structure before anything is written.
-    hook.initialize(workdir_lib.build_model(config, tokenizers))
-
-    # The trainer takes an existing tokenizer dir as the run's; prepare() first makes the directory a
-    # run directory (and refuses one that holds another run).
-    workdir_lib.prepare(config, workdir)
-    if not tokenizer_dir.exists() or previous is None:
-        tokenizers.save(tokenizer_dir)
+    # The trainer checks everything else (config values, the child workdir, the model built from the
+    # child config, the weight structure in hook.initialize) before it writes the child's tokenizer
+    # and config.json.
     return trainer.train_and_evaluate(config, workdir, transfer=hook)
 
 
@@ -401,7 +396,7 @@ def main(argv):
 
     FLAGS = flags.FLAGS
     shortcuts = {"steps": "train.steps", "epochs": "train.epochs", "max_minutes": "train.max_minutes",
-                 "seed": "train.seed"}
+                 "seed": "train.seed", "deterministic": "train.deterministic", "skip_bad_lines": "skip_bad_lines"}
     overrides = [f"{key}={getattr(FLAGS, name)}" for name, key in shortcuts.items()
                  if getattr(FLAGS, name) is not None]
     transfer(FLAGS.parent, FLAGS.workdir, FLAGS.pair, corpus_spec=FLAGS.corpus, data_dir=FLAGS.data_dir,
@@ -435,4 +430,6 @@ if __name__ == "__main__":
     flags.DEFINE_integer("epochs", None, "Passes over the child's training data.")
     flags.DEFINE_float("max_minutes", None, "Wall-clock training budget in minutes (0 = none).")
     flags.DEFINE_integer("seed", None, "Random seed.")
+    flags.DEFINE_bool("deterministic", None, "Deterministic ops (exact resume after a kill).")
+    flags.DEFINE_bool("skip_bad_lines", None, "Skip (and count) malformed lines of the child's tsv:/text: corpus.")
     cli.run(main)

@@ -12,11 +12,12 @@
 import dataclasses
 import json
 import os
-import pathlib
-import tempfile
+import time
+import uuid
 
 import tensorflow as tf
 
+from xling_zoo import checkpoints
 from xling_zoo import config as config_lib
 from xling_zoo.data.corpus import Pair
 from xling_zoo.data.tokenizer import Tokenizers
@@ -29,62 +30,169 @@ TOKENIZER_DIR = "tokenizer"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "checkpoints/best"
 METRICS_FILE = "metrics.json"
+# Nothing of a run is lost when these are replaced: a directory holding only them (a start that
+# failed before its first checkpoint) may be taken over by a corrected command.
+_RESTARTABLE = {CONFIG_FILE, TOKENIZER_DIR, "logs"}
+
+
+# === Paths: local or any TensorFlow filesystem (gs://, ram://) ===
+
+def path_str(path):
+    """A path as a string. pathlib would collapse the "//" of "gs://bucket", so run directories are
+    handled as strings and joined with os.path.join, which keeps it."""
+    return os.fspath(path)
+
+
+def absolute(path):
+    """An absolute local path; URLs (gs://, ram://) unchanged."""
+    path = path_str(path)
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
+def join(*parts):
+    return os.path.join(*(path_str(p) for p in parts))
 
 
 def write_atomically(path, text):
-    """Writes ``text`` to ``path`` through a temporary file and a rename: a crash never leaves a
-    half-written file in place of a good one."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Writes ``text`` to ``path`` through a temporary file in the same directory and a rename: a
+    crash never leaves a half-written file in place of a good one (on any tf.io.gfile filesystem)."""
+    path = path_str(path)
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        with tf.io.gfile.GFile(temporary, "w") as f:
+            f.write(text)
+        tf.io.gfile.rename(temporary, path, overwrite=True)
+    except tf.errors.PermissionDeniedError as error:
+        raise UserError(f"cannot write {path}: permission denied ({error.message.splitlines()[0][:200]})") from None
+    finally:
+        if tf.io.gfile.exists(temporary):
+            tf.io.gfile.remove(temporary)
+
+
+def read_text(path):
+    with tf.io.gfile.GFile(path_str(path), "r") as f:
+        return f.read()
 
 
 def read_json(path, default=None):
-    path = pathlib.Path(path)
-    if not path.exists():
+    path = path_str(path)
+    if not tf.io.gfile.exists(path):
         return default
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e}); restore it or use a new --workdir") from e
 
 
 def update_metrics(workdir, updates):
     """Merges ``updates`` into workdir/metrics.json (training and evaluation both write there)."""
-    path = pathlib.Path(workdir) / METRICS_FILE
+    path = join(workdir, METRICS_FILE)
     metrics = read_json(path, {})
     metrics.update(updates)
     write_atomically(path, json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
 
 
-def prepare(config, workdir):
-    """Creates ``workdir`` for ``config``, or checks that an existing one was made by a compatible
-    config (then training resumes). Returns True when the directory already held a run."""
-    workdir = pathlib.Path(workdir)
-    if workdir.exists() and not workdir.is_dir():
+def has_checkpoint(workdir):
+    return bool(checkpoints.checkpoint_paths(join(workdir, CHECKPOINT_DIR)))
+
+
+def check(config, workdir):
+    """Checks, without writing anything, that ``workdir`` can hold a run of ``config``. Returns
+    "new" (empty or absent), "resume" (a compatible run) or "restart" (a start that failed before
+    its first checkpoint, with another config: nothing in it is worth keeping)."""
+    workdir = path_str(workdir)
+    if tf.io.gfile.exists(workdir) and not tf.io.gfile.isdir(workdir):
         raise UserError(f"--workdir={workdir} is a file, not a directory")
-    existing_path = workdir / CONFIG_FILE
-    if existing_path.exists():
-        existing = config_lib.from_json(existing_path.read_text(encoding="utf-8"))
+    config_path = join(workdir, CONFIG_FILE)
+    if tf.io.gfile.exists(config_path):
+        existing = config_lib.from_json(read_text(config_path))
+        different = config_lib.incompatible_keys(existing, config)
         if existing.get("model_name") != config.model_name:
+            different = ["model_name"]
+        if not different:
+            return "resume"
+        if not has_checkpoint(workdir) and set(tf.io.gfile.listdir(workdir)) <= _RESTARTABLE | {f"{n}/" for n in _RESTARTABLE}:
+            return "restart"
+        if "model_name" in different:
             raise UserError(f"--workdir={workdir} holds a {existing.get('model_name')!r} run, not "
                             f"{config.model_name!r}; choose another --workdir")
-        different = config_lib.incompatible_keys(existing, config)
-        if different:
-            raise UserError(f"--workdir={workdir} was made with a different {', '.join(different)}; "
-                            "its checkpoints cannot be reused. Choose a new --workdir (nothing was changed)")
-        resumed = True
-    else:
-        if workdir.exists() and any(workdir.iterdir()):
+        raise UserError(f"--workdir={workdir} was made with a different {', '.join(different)}; "
+                        "its checkpoints cannot be reused. Choose a new --workdir (nothing was changed)")
+    if tf.io.gfile.isdir(workdir):
+        leftover = {name.rstrip("/") for name in tf.io.gfile.listdir(workdir)}
+        if leftover - {TOKENIZER_DIR, "logs"}:
             raise UserError(f"--workdir={workdir} is not empty and holds no {CONFIG_FILE}: "
                             "it is not a run directory; choose another --workdir")
-        resumed = False
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_atomically(existing_path, config_lib.to_json(config))
-    return resumed
+        if leftover:
+            return "restart"  # A start that failed before writing its config.
+    return "new"
+
+
+def check_writable(workdir):
+    """One clear error for a run directory this process cannot write, before training starts. Writes
+    and removes a probe file in ``workdir``, or in its deepest existing parent: nothing is created."""
+    workdir = path_str(workdir)
+    target = workdir
+    if "://" not in workdir:  # Buckets have no directories to create.
+        while not tf.io.gfile.exists(target) and os.path.dirname(target) != target:
+            target = os.path.dirname(target)
+    probe = join(target, f".xling_zoo-write-check-{uuid.uuid4().hex[:12]}")
+    try:
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+        tf.io.gfile.remove(probe)
+    except (tf.errors.OpError, OSError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0][:200]
+        raise UserError(f"cannot write to --workdir={workdir} ({message}); choose a writable directory") from None
+
+
+def commit(config, workdir, status, tokenizers=None):
+    """Makes ``workdir`` the run directory of ``config``, once ``check`` and everything else was
+    validated: a restart first drops the failed start's files; the tokenizer is written before
+    config.json, whose presence tells other workers (and reruns) that the run directory is whole."""
+    workdir = path_str(workdir)
+    tf.io.gfile.makedirs(workdir)
+    if status == "restart":
+        for name in (CONFIG_FILE, TOKENIZER_DIR, "logs"):
+            path = join(workdir, name)
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            elif tf.io.gfile.exists(path):
+                tf.io.gfile.remove(path)
+    tokenizer_dir = join(workdir, TOKENIZER_DIR)
+    if tokenizers is not None and not tf.io.gfile.exists(tokenizer_dir):
+        tokenizers.save(tokenizer_dir)
+    write_atomically(join(workdir, CONFIG_FILE), config_lib.to_json(config))
+
+
+def prepare(config, workdir):
+    """``check`` then ``commit``: creates ``workdir`` for ``config``, or checks that an existing one
+    was made by a compatible config. Returns True when the directory already held a run."""
+    status = check(config, workdir)
+    check_writable(workdir)
+    commit(config, workdir, status)
+    return status == "resume"
+
+
+def wait_for_chief(workdir, config, minutes=30.0, poll_seconds=1.0):
+    """A non-chief worker of a multi-worker run waits until the chief has written config.json for
+    this config (after the tokenizer) instead of writing the run directory itself."""
+    path = join(workdir, CONFIG_FILE)
+    deadline = time.time() + 60 * minutes
+    while True:
+        if tf.io.gfile.exists(path):
+            try:
+                written = config_lib.from_json(read_text(path))
+            except (ValueError, tf.errors.OpError):
+                written = None  # Caught mid-rename on a filesystem without atomic rename.
+            if written is not None and not config_lib.incompatible_keys(written, config):
+                return
+        if time.time() > deadline:
+            raise UserError(f"waited {minutes} minutes for the chief worker to write {path} for this config; is "
+                            "the chief running the same command with the same --workdir?")
+        time.sleep(poll_seconds)
 
 
 def vocab_info(tokenizers, pair):
@@ -109,7 +217,7 @@ def build_model(config, tokenizers):
 class Run:
     """A trained run loaded back from its directory."""
 
-    workdir: pathlib.Path
+    workdir: str
     config: object
     tokenizers: Tokenizers
     model: object
@@ -121,51 +229,45 @@ class Run:
 
 
 def load_config(workdir):
-    workdir = pathlib.Path(workdir)
-    if not workdir.is_dir():
+    workdir = path_str(workdir)
+    if not tf.io.gfile.isdir(workdir):
         raise UserError(f"--workdir={workdir} does not exist or is not a directory")
-    path = workdir / CONFIG_FILE
-    if not path.exists():
+    path = join(workdir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
         raise UserError(f"--workdir={workdir} has no {CONFIG_FILE}: it is not a run directory "
                         "(train one with python -m xling_zoo.train)")
-    return config_lib.from_json(path.read_text(encoding="utf-8"))
+    return config_lib.from_json(read_text(path))
 
 
 def latest_checkpoint(workdir, which="best"):
     """Path prefix of the best (or latest) checkpoint, falling back to latest when no best exists."""
-    workdir = pathlib.Path(workdir)
-    best = tf.train.latest_checkpoint(str(workdir / BEST_DIR))
-    latest = tf.train.latest_checkpoint(str(workdir / CHECKPOINT_DIR))
-    return (best or latest) if which == "best" else latest
-
-
-def checkpointed(model):
-    """What checkpoints hold of ``model``: every weight, by its position in ``model.weights`` (fixed by
-    the config). ``tf.train.Checkpoint(model=model)`` would silently miss the weights of Keras 3 layers
-    kept in Python lists (``self.encoder_layers = [...]``): TF's object graph does not see into them."""
-    return list(model.weights)
+    best = checkpoints.checkpoint_paths(join(workdir, BEST_DIR))
+    latest = checkpoints.checkpoint_paths(join(workdir, CHECKPOINT_DIR))
+    candidates = (best or latest) if which == "best" else latest
+    return candidates[0] if candidates else None
 
 
 def restore_model(model, checkpoint_path):
-    """Restores model weights only; a shape or structure mismatch is a UserError naming the file."""
+    """Restores model weights only; a shape or name mismatch is a UserError naming the file."""
     try:
-        status = tf.train.Checkpoint(model=checkpointed(model)).restore(checkpoint_path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
+        checkpoints.restore_model_weights(model, checkpoint_path)
     except (ValueError, AssertionError, tf.errors.OpError) as e:
         raise UserError(f"checkpoint {checkpoint_path} does not fit the model built from its config and "
                         f"tokenizer ({str(e).splitlines()[0][:300]})") from e
 
 
 def load_run(workdir, which="best"):
-    """Loads config, tokenizers and the best (or latest) weights of a run directory."""
-    workdir = pathlib.Path(workdir)
+    """Loads config, tokenizers and the best (or latest) weights of a run directory. A damaged
+    newest checkpoint is reported and the previous intact one used."""
+    workdir = path_str(workdir)
     config = load_config(workdir)
-    tokenizers = Tokenizers.load(workdir / TOKENIZER_DIR)
-    checkpoint = latest_checkpoint(workdir, which)
-    if checkpoint is None:
-        raise UserError(f"--workdir={workdir} has no checkpoint under {workdir / CHECKPOINT_DIR}: "
-                        "training has not saved one yet")
+    tokenizers = Tokenizers.load(join(workdir, TOKENIZER_DIR))
     model = build_model(config, tokenizers)
-    restore_model(model, checkpoint)
-    return Run(workdir=workdir, config=config, tokenizers=tokenizers, model=model, checkpoint=checkpoint)
+    directories = [join(workdir, BEST_DIR), join(workdir, CHECKPOINT_DIR)] if which == "best" else \
+        [join(workdir, CHECKPOINT_DIR)]
+    for directory in directories:
+        checkpoint = checkpoints.newest_intact(directory, model)
+        if checkpoint is not None:
+            return Run(workdir=workdir, config=config, tokenizers=tokenizers, model=model, checkpoint=checkpoint)
+    raise UserError(f"--workdir={workdir} has no checkpoint under {join(workdir, CHECKPOINT_DIR)} (none that "
+                    "is intact): training has not saved one yet")

@@ -18,9 +18,8 @@ import uuid
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from etils.epath import backend, gpath, register
 
-from tests.conftest import make_pairs
+from tests.conftest import make_pairs, register_ram_with_tfds
 from xling_zoo.data import builtin, corpus, local_files
 from xling_zoo.data import tokenizer as tok
 from xling_zoo.errors import UserError
@@ -41,13 +40,8 @@ def remote():
 @pytest.fixture
 def tfds_reads_remote(monkeypatch):
     """ram:// in etils.epath's tables (private ones: test scaffolding) exactly where gs:// is."""
-    if not REMOTE_DIR.startswith("ram://"):
-        return
-    monkeypatch.setattr(gpath, "_URI_PREFIXES", gpath._URI_PREFIXES + ("ram://",))
-    monkeypatch.setattr(gpath, "_URI_SCHEMES", gpath._URI_SCHEMES | {"ram"})
-    monkeypatch.setitem(gpath._URI_MAP_ROOT, "ram://", "/ram/")
-    monkeypatch.setitem(gpath._PREFIX_TO_BACKEND, "ram", backend.tf_backend)
-    monkeypatch.setitem(register._URI_PREFIXES_TO_CLS, "ram://", gpath.PosixGPath)
+    if REMOTE_DIR.startswith("ram://"):
+        register_ram_with_tfds(monkeypatch)
 
 
 def write(path, text):

@@ -204,34 +204,39 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         progress = tf.minimum(tf.cast(step, tf.float32) / float(self.adversary_ramp_steps), 1.0)
         return self.adversary_weight * (2.0 / (1.0 + tf.exp(-10.0 * progress)) - 1.0)
 
-    def _discriminate(self, features, labels, training=False):
-        """(mean cross-entropy, accuracy, logits) of the discriminator on pooled features [B, W]."""
+    def _discriminate(self, features, labels, rows=None, training=False):
+        """(mean cross-entropy, accuracy, logits) of the discriminator on pooled features [B, W],
+        averaged over the real ``rows`` (float [B], 0 for the all-padding rows of static-shape
+        batches; default all)."""
+        if rows is None:
+            rows = tf.ones(tf.shape(features)[:1], tf.float32)
         x = features
         for layer in self.discriminator_hidden_layers:
             x = layer(self.discriminator_dropout_layer(x, training=training))
         logits = self.discriminator_logits(self.discriminator_dropout_layer(x, training=training))
         labels = tf.cast(labels, tf.int32)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        loss = _row_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), rows)
         correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32)), logits
+        return loss, _row_mean(tf.cast(correct, tf.float32), rows), logits
 
     def _forward(self, batch, training, reversal_weight):
         """(losses, detached pooled encoder states) of one teacher-forced pass."""
         features, states, mask = self._translate(batch, training)
         translation_loss = self.translation_loss(batch["target_token_ids"], features, training)
         pooled = masked_mean(states, mask)
+        rows = tf.cast(tf.reduce_any(tf.cast(mask, tf.bool), axis=1), tf.float32)
         if self.adversary_objective == "confusion":
             discriminator_loss, accuracy, discriminator_logits = self._discriminate(
-                pooled, batch["source_language_id"], training)
+                pooled, batch["source_language_id"], rows, training)
             # Cross-entropy against the uniform distribution: smallest when the discriminator
             # cannot tell the languages apart. Only the encoder learns from it (the joint step
             # leaves the discriminator's variables alone).
-            confusion = -tf.reduce_mean(tf.nn.log_softmax(discriminator_logits))
+            confusion = -_row_mean(tf.reduce_mean(tf.nn.log_softmax(discriminator_logits), axis=-1), rows)
             adversary_loss = reversal_weight * confusion
         else:
             reversed_pooled = self.gradient_reversal(pooled, weight=reversal_weight)
             discriminator_loss, accuracy, _ = self._discriminate(reversed_pooled, batch["source_language_id"],
-                                                                 training)
+                                                                 rows, training)
             # Through the reversal layer the encoder receives -weight times this loss's gradient.
             adversary_loss = discriminator_loss
         losses = {
@@ -241,7 +246,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
             "discriminator_loss": discriminator_loss,
             "discriminator_accuracy": accuracy,
         }
-        return losses, tf.stop_gradient(pooled)
+        return losses, tf.stop_gradient(pooled), rows
 
     def compute_losses(self, batch, training=False, reversal_weight=0.0):
         return self._forward(batch, training, reversal_weight)[0]
@@ -249,7 +254,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
     def training_step(self, batch, optimizer, loss_scale=1.0):
         weight = self.reversal_weight(optimizer.iterations)
         with tf.GradientTape() as tape:
-            losses, pooled = self._forward(batch, True, weight)
+            losses, pooled, rows = self._forward(batch, True, weight)
             scaled = losses["loss"] * loss_scale
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled = optimizer.scale_loss(scaled)
@@ -261,7 +266,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         labels = batch["source_language_id"]
         for _ in range(self.discriminator_steps):
             with tf.GradientTape() as tape:
-                loss, _, _ = self._discriminate(pooled, labels, training=True)
+                loss, _, _ = self._discriminate(pooled, labels, rows, training=True)
                 scaled = loss * loss_scale
             grads = tape.gradient(scaled, discriminator_variables)
             self.discriminator_optimizer.apply_gradients(zip(grads, discriminator_variables))
@@ -269,6 +274,9 @@ class AdversarialSeq2Seq(Seq2SeqTask):
 
     def dummy_inputs(self):
         return {**super().dummy_inputs(), "source_language_id": tf.constant([0], tf.int32)}
+
+    def owned_optimizers(self):
+        return {"discriminator": self.discriminator_optimizer}
 
     def layer_groups(self):
         groups = super().layer_groups()
@@ -325,3 +333,8 @@ def _translator_class(encoder_type):
         raise UserError(f"adversarial: model.encoder_type={encoder_type!r} is not one of "
                         f"{', '.join(sorted(_TRANSLATORS))}")
     return _TRANSLATORS[encoder_type]
+
+
+def _row_mean(values, rows):
+    """Mean of ``values`` [B] over the rows where ``rows`` [B] is 1."""
+    return tf.reduce_sum(values * rows) / tf.maximum(tf.reduce_sum(rows), 1.0)

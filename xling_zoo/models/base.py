@@ -13,6 +13,7 @@ A ``Task`` is a Keras model plus the few things the rest of xling_zoo asks of it
   step remaps exactly these rows/columns when the child's vocabulary differs.
 * ``layer_groups()``: layer-name groups (``embeddings``, ``encoder``, ``decoder``, ``head``...) that
   ``--freeze`` and per-group learning rates address.
+* ``owned_optimizers()``: optimizers the model steps itself (checkpointed with the trainer's).
 
 ``Seq2SeqTask`` adds what decoding and export need: ``encode`` and a cached ``decode_step``. Later
 task types (a decoder-only language model, an encoder classifier) subclass ``Task`` directly with
@@ -91,6 +92,11 @@ class Task(keras.Model):
     def dummy_inputs(self):
         """A tiny batch that builds every weight (used before restoring checkpoints)."""
         raise NotImplementedError
+
+    def owned_optimizers(self):
+        """{name: optimizer} for optimizers the model updates itself in ``training_step`` (beside
+        the trainer's): checkpoints save and restore their state with the trainer's."""
+        return {}
 
 
 class Seq2SeqTask(Task):
