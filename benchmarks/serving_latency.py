@@ -57,7 +57,8 @@ def uptime():
 
 
 def test_sentences(run, graph, limit):
-    examples = corpus.read_split(run.config.corpus, run.pair, "test", data_dir=run.config.data_dir or None)
+    examples = corpus.read_split(run.config.corpus, run.pair, "test", data_dir=run.config.data_dir or None,
+                                 skip_bad_lines=run.config.get("skip_bad_lines", False))
     sentences = [e["source"] for e in examples if export.accepts(graph, e["source"])][:limit]
     if not sentences:
         raise UserError(f"--workdir={FLAGS.workdir}: its test split has no sentence the export translates whole")

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from xling_zoo import config as config_lib
@@ -52,3 +54,28 @@ def test_json_round_trip_and_compatibility(config):
 def test_missing_config_file():
     with pytest.raises(UserError, match="does not exist"):
         config_lib.load_config("lstm_seq2seq", "/nonexistent/config.py")
+
+
+def test_an_older_run_config_gets_the_fields_added_since():
+    config = config_lib.load_config("lstm_seq2seq")
+    old = config_lib.from_json(config_lib.to_json(config))
+    del old["skip_bad_lines"]
+    del old.train["checkpoint_every_steps"]
+    filled = config_lib.with_defaults(old)
+    assert filled.skip_bad_lines is False and filled.train.checkpoint_every_steps == 1000
+    assert filled.train.steps == config.train.steps  # What the run had stays.
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.learning_rate=0", "train.learning_rate=0.0 must be > 0"),
+    ("train.label_smoothing=1.0", "train.label_smoothing=1.0 must be in [0, 1)"),
+    ("model.dropout=-0.1", "model.dropout=-0.1 must be in [0, 1)"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints=0 must be >= 1"),
+    ("eval.beam_size=0", "eval.beam_size=0 must be >= 1"),
+])
+def test_values_a_run_cannot_start_with(assignment, message):
+    config = config_lib.load_config("lstm_seq2seq")
+    config_lib.validate(config)
+    config_lib.apply_override(config, assignment)
+    with pytest.raises(UserError, match=re.escape(message)):
+        config_lib.validate(config)

@@ -222,3 +222,14 @@ def test_the_adversarial_discriminator_optimizer_is_checkpointed(tmp_path, tiny_
     iterations = [n for n in names if n.startswith("owned/discriminator/") and "iteration" in n]
     assert len(iterations) == 1
     assert reader.get_tensor(iterations[0]) == 4 * config.model.discriminator_steps
+
+
+def test_checkpoints_of_the_earlier_positional_format_still_load(checkpointed_run, tmp_path):
+    config, workdir = checkpointed_run
+    run = workdir_lib.load_run(workdir)
+    prefix = tf.train.Checkpoint(model=list(run.model.weights)).write(str(tmp_path / "positional"))
+    assert checkpoints.is_positional(prefix)
+    model = workdir_lib.build_model(config, run.tokenizers)
+    checkpoints.restore_model_weights(model, prefix)
+    for variable, expected in zip(model.weights, run.model.weights):
+        np.testing.assert_array_equal(variable.numpy(), expected.numpy())

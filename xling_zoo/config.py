@@ -26,7 +26,7 @@ def config_path_for(model_name):
     return CONFIG_DIR / f"{model_name}.py"
 
 
-def load_config_file(path):
+def load_config_file(path, function="get_config"):
     path = pathlib.Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} does not exist")
@@ -38,9 +38,9 @@ def load_config_file(path):
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(CONFIG_DIR))
-    if not hasattr(module, "get_config"):
-        raise UserError(f"config file {path} has no get_config() function")
-    return module.get_config()
+    if not hasattr(module, function):
+        raise UserError(f"config file {path} has no {function}() function")
+    return getattr(module, function)()
 
 
 def parse_value(text):
@@ -140,6 +140,22 @@ def validate(config):
             problems.append(f"model.{key}={value!r} must be in [0, 1)")
     if problems:
         raise UserError("; ".join(problems) + " (set with --set=KEY=VALUE)")
+
+
+def with_defaults(config):
+    """``config`` (e.g. read from an older run's config.json) with every field of configs/common.py
+    that it lacks, at its default: a run made before a field existed still loads, resumes and
+    transfers."""
+
+    def fill(node, default):
+        for key, value in default.items():
+            if key not in node:
+                node[key] = value
+            elif isinstance(value, ml_collections.ConfigDict) and isinstance(node[key], ml_collections.ConfigDict):
+                fill(node[key], value)
+
+    fill(config, load_config_file(CONFIG_DIR / "common.py", function="get_common_config"))
+    return config
 
 
 def to_json(config):

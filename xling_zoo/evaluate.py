@@ -50,7 +50,8 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
         raise UserError(f"--pair={eval_pair}: the run in {run.workdir} translates into "
                         f"{run.pair.target_language} (--pair={config.pair}), not {eval_pair.target_language}")
     translator = Translator(run.model, run.tokenizers, config, beam_size=beam_size, jit_compile=jit_compile)
-    examples = corpus.read_split(config.corpus, eval_pair, split, data_dir=config.data_dir or None)
+    examples = corpus.read_split(config.corpus, eval_pair, split, data_dir=config.data_dir or None,
+                               skip_bad_lines=config.get("skip_bad_lines", False))
     if max_examples:
         examples = examples[:max_examples]
     if not examples:

@@ -94,6 +94,7 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
         checked = []
         if check_sentences:
             examples = corpus.read_split(run.config.corpus, run.pair, "validation",
+                                         skip_bad_lines=run.config.get("skip_bad_lines", False),
                                          data_dir=run.config.data_dir or None)
             checked = [e["source"] for e in examples if accepts(graph, e["source"])][:check_sentences]
             check_export(staging, translator, checked)

@@ -379,7 +379,8 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         examples = None
         if vocab == "child":
             examples = corpus.read_split(config.corpus, child_pair, "train", data_dir=config.data_dir or None,
-                                         max_train_examples=config.max_train_examples)
+                                         max_train_examples=config.max_train_examples,
+                                         skip_bad_lines=config.skip_bad_lines)
             if not examples:
                 raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
         tokenizers = child_tokenizers(parent_run.tokenizers, child_pair, vocab, config.tokenizer, examples,

@@ -236,7 +236,7 @@ def load_config(workdir):
     if not tf.io.gfile.exists(path):
         raise UserError(f"--workdir={workdir} has no {CONFIG_FILE}: it is not a run directory "
                         "(train one with python -m xling_zoo.train)")
-    return config_lib.from_json(read_text(path))
+    return config_lib.with_defaults(config_lib.from_json(read_text(path)))
 
 
 def latest_checkpoint(workdir, which="best"):
