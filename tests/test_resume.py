@@ -83,22 +83,27 @@ def test_sigkill_mid_epoch_then_rerun_ends_with_the_weights_of_an_uninterrupted_
            [(h["step"], h["validation_loss"], h["train_loss"]) for h in history[1]]
 
 
-def test_sigterm_saves_a_checkpoint_prints_one_line_and_exits_nonzero(tmp_path, tiny_tsv):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_prints_one_line_and_exits_nonzero(tmp_path, tiny_tsv, sig):
     workdir = tmp_path / "run"
     command = train_command(tiny_tsv, workdir, "--steps=100000", "--set=train.eval_every_steps=100000",
                             "--set=train.checkpoint_every_steps=0", "--set=train.checkpoint_every_minutes=0")
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (workdir / "logs").exists(), process)  # Training has started.
     time.sleep(2)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM
+    assert process.returncode == 128 + sig
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("SIGTERM: saved a checkpoint at step ") and "rerun the same command" in last
+    assert last.startswith(f"{sig.name}: saved a checkpoint at step ") and "rerun the same command" in last
     step = int(last.split("at step ")[1].split()[0])
     assert checkpoint_steps(workdir) == [step] and step > 0
-    assert json.loads((workdir / "metrics.json").read_text())["stop_reason"] == "interrupted by SIGTERM"
+    assert json.loads((workdir / "metrics.json").read_text())["stop_reason"] == f"interrupted by {sig.name}"
+    # The rerun resumes there.
+    done = subprocess.run(command[:-4] + ["--steps=" + str(step + 2), "--set=train.eval_every_steps=100000"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and f"at step {step}" in done.stdout, done.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +238,16 @@ def test_checkpoints_of_the_earlier_positional_format_still_load(checkpointed_ru
     checkpoints.restore_model_weights(model, prefix)
     for variable, expected in zip(model.weights, run.model.weights):
         np.testing.assert_array_equal(variable.numpy(), expected.numpy())
+
+
+def test_a_relative_or_moved_run_directory_finds_its_checkpoints(checkpointed_run, tmp_path, monkeypatch, caplog):
+    import shutil
+
+    _, source = checkpointed_run
+    shutil.copytree(source, tmp_path / "moved")  # Its state files name the old, absolute location.
+    monkeypatch.chdir(tmp_path)
+    best = os.path.basename(workdir_lib.latest_checkpoint(source, "best"))
+    run = workdir_lib.load_run("moved")
+    assert run.checkpoint == os.path.join("moved", "checkpoints", "best", best)
+    assert not [r for r in caplog.records if "damaged" in r.getMessage()]
+    assert checkpoints.checkpoint_paths("moved/checkpoints")[0] == "moved/checkpoints/ckpt-6"

@@ -291,3 +291,16 @@ def test_command_line_reports_user_errors(parent_dir, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "error: --freeze: unknown layer group bogus" in result.stderr
     assert not child.exists()
+
+
+def test_a_child_that_crashed_before_its_first_checkpoint_starts_from_the_parent_again(parent_dir, nl_tsv, tmp_path):
+    workdir = tmp_path / "child"
+    overrides = ["train.steps=2", "train.eval_every_steps=2"]
+    transfer_lib.transfer(parent_dir, workdir, "en-nl", corpus_spec=nl_tsv, overrides=overrides)
+    # What a crash after the run directory was written and before any checkpoint leaves.
+    shutil.rmtree(workdir / "checkpoints")
+    (workdir / "transfer.json").unlink()
+    metrics = transfer_lib.transfer(parent_dir, workdir, "en-nl", corpus_spec=nl_tsv, overrides=overrides)
+    assert metrics["step"] == 2
+    report = json.loads((workdir / "transfer.json").read_text())  # Written by the parent's initialisation.
+    assert report["copied"]

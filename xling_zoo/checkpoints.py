@@ -159,9 +159,10 @@ def checkpoint_paths(directory):
     except (*_DAMAGE_ERRORS, ValueError):
         state = None
     if state is not None:
+        # By name within ``directory``: the state file may hold paths relative to another working
+        # directory, or absolute ones of where the run directory was before it was copied.
         for path in state.all_model_checkpoint_paths:
-            path = path if os.path.isabs(path) or "://" in path else os.path.join(directory, path)
-            found[path] = None
+            found[os.path.join(directory, os.path.basename(path))] = None
     for index in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index")):
         found[index[: -len(".index")]] = None
 

@@ -372,9 +372,6 @@ def train_and_evaluate(config, workdir, transfer=None):
     with strategy.scope():
         model = workdir_lib.build_model(config, tokenizers)
         model.label_smoothing = config.train.label_smoothing
-        transfer_report = None
-        if status != "resume" and transfer is not None:
-            transfer_report = transfer.initialize(model)
         if transfer is not None:
             transfer.freeze(model)
         lr_multipliers = transfer.lr_multipliers(model) if transfer is not None else {}
@@ -383,14 +380,16 @@ def train_and_evaluate(config, workdir, transfer=None):
         else:
             optimizer = make_optimizer(config.train)
         optimizer.build(model.trainable_variables)
-    if chief and transfer_report is not None:
-        transfer.write_report(workdir, transfer_report)
     saver = _Checkpoints(workdir, chief, model, optimizer, config.train.keep_checkpoints)
     try:
         with strategy.scope():
             state, restored = saver.restore()
+            # The parent's weights, unless the child run already saved its own (a rerun resumes).
+            transfer_report = transfer.initialize(model) if transfer is not None and restored is None else None
         if restored:
             print(f"Resumed from {restored} at step {_read_step(optimizer)}")
+        if chief and transfer_report is not None:
+            transfer.write_report(workdir, transfer_report)
         return _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state, tokenizers,
                            train_dataset_fn, validation_dataset_fn, validation_examples, pair,
                            dict(total_steps=total_steps, eval_every=eval_every, steps_per_epoch=steps_per_epoch,
