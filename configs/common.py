@@ -67,8 +67,16 @@ def get_common_config():
     config.train.jit_compile = False
     # Evaluate (validation loss and BLEU) every this many steps; 0 = once per epoch.
     config.train.eval_every_steps = 0
-    # Stop when validation BLEU has not improved for this many evaluations (0 = never).
+    # Stop when the selection metric has not improved for this many evaluations (0 = never).
     config.train.early_stopping_patience = 3
+    # Patience counted in updates since the best evaluation instead (0 = count evaluations as above):
+    # an evaluation interval that changes with the data size leaves the patience as it was.
+    config.train.early_stopping_patience_steps = 0
+    # Early stopping cannot act before this many updates (a small corpus' first evaluations are noise).
+    config.train.min_steps_before_early_stopping = 0
+    # Validation figure that picks the best checkpoint and drives early stopping: "bleu", "chrf" or
+    # "loss" (the lowest validation loss).
+    config.train.selection_metric = "bleu"
     # Keep this many latest checkpoints.
     config.train.keep_checkpoints = 2
     # Also save a checkpoint every this many steps and every this many minutes (0 = only at

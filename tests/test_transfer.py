@@ -304,3 +304,91 @@ def test_a_child_that_crashed_before_its_first_checkpoint_starts_from_the_parent
     assert metrics["step"] == 2
     report = json.loads((workdir / "transfer.json").read_text())  # Written by the parent's initialisation.
     assert report["copied"]
+
+
+# === The child's own schedule ===
+
+@pytest.fixture(scope="module")
+def german_parent_dir(tiny_tsv, tmp_path_factory):
+    """A parent that has learned the made-up German (a tiny transformer learns it in 250 updates; the
+    tiny LSTM of parent_dir would take thousands)."""
+    from xling_zoo import trainer
+
+    config = shrink(config_lib.load_config("transformer"), tiny_tsv)
+    for assignment in ["model.hidden_dim=32", "model.num_heads=2", "model.intermediate_dim=64",
+                       "model.num_encoder_layers=1", "model.num_decoder_layers=1", "model.max_length=64",
+                       "model.dropout=0.0", "tokenizer.vocab_size=300", "train.steps=250",
+                       "train.eval_every_steps=250", "train.warmup_steps=30", "train.learning_rate=0.005"]:
+        config_lib.apply_override(config, assignment)
+    workdir = tmp_path_factory.mktemp("german_parent") / "run"
+    trainer.train_and_evaluate(config, workdir)
+    return workdir
+
+
+def test_the_plain_command_trains_the_child_into_its_own_language(german_parent_dir, nl_tsv, tmp_path, monkeypatch):
+    # Per-epoch validation with the parent's patience kept a child of a few updates that still wrote
+    # the parent's language: the plain command's schedule comes from the child's data. Shorter
+    # intervals than the real 100 updates keep the test fast; the rule is the same.
+    monkeypatch.setattr(transfer_lib, "CHILD_MIN_EVAL_EVERY", 50)
+    monkeypatch.setattr(transfer_lib, "CHILD_MAX_EVALUATIONS", 12)
+    parent = workdir_lib.load_run(german_parent_dir)
+    german = " ".join(translations(parent.model, parent.tokenizers, parent.config)).lower().split()
+    assert {"haus", "datei", "benutzer"} & set(german), german
+
+    workdir = tmp_path / "child"
+    metrics = transfer_lib.transfer(german_parent_dir, workdir, "en-nl", corpus_spec=nl_tsv)
+    report = json.loads((workdir / "transfer.json").read_text())
+    epoch = report["child"]["steps_per_epoch"]
+    schedule = report["child"]["schedule"]
+    assert schedule == transfer_lib.child_schedule(epoch) and report["child"]["schedule_overridden"] == []
+    assert metrics["step"] >= schedule["min_steps_before_early_stopping"] > 3 * epoch
+    assert metrics["selection_metric"] == "loss" and metrics["best_step"] > 3 * epoch
+    assert metrics["best_step"] == min(metrics["history"], key=lambda h: h["validation_loss"])["step"]
+
+    child = workdir_lib.load_run(workdir)
+    words = " ".join(translations(child.model, child.tokenizers, child.config)).lower().split()
+    assert {"huis", "bestand", "gebruiker"} & set(words), words
+    assert not {"haus", "datei", "benutzer"} & set(words), words
+
+
+def test_the_child_schedule_gives_way_to_the_users_settings(parent_dir):
+    parent = workdir_lib.load_run(parent_dir)
+    config = transfer_lib.make_child_config(parent.config, "en-nl", steps_per_epoch=250,
+                                            overrides=["train.selection_metric=chrf", "train.warmup_steps=7"])
+    assert (config.train.eval_every_steps, config.train.early_stopping_patience_steps) == (250, 750)
+    assert (config.train.selection_metric, config.train.warmup_steps) == ("chrf", 7)
+    small = transfer_lib.make_child_config(parent.config, "en-nl", steps_per_epoch=13)
+    assert (small.train.eval_every_steps, small.train.min_steps_before_early_stopping) == (100, 500)
+    # --epochs asks for passes over the child's data, not the schedule's number of updates.
+    epochs = transfer_lib.make_child_config(parent.config, "en-nl", steps_per_epoch=13, overrides=["train.epochs=40"])
+    assert (epochs.train.steps, epochs.train.epochs) == (0, 40)
+    # Without a child epoch the parent's schedule is kept (what the other tests of this file build).
+    assert transfer_lib.make_child_config(parent.config, "en-nl").train.to_dict() == parent.config.train.to_dict()
+
+
+def test_early_stopping_counts_updates_and_waits_for_the_minimum(parent_dir, nl_tsv, tmp_path):
+    from xling_zoo import trainer
+
+    train = config_lib.load_config("lstm_seq2seq").train
+    train.early_stopping_patience, train.early_stopping_patience_steps = 2, 0
+    assert trainer._patience_reached(train, 2, 5) == "2 evaluations" and not trainer._patience_reached(train, 1, 900)
+    train.early_stopping_patience_steps = 300
+    assert trainer._patience_reached(train, 9, 200) is None and trainer._patience_reached(train, 1, 300) == "300 updates"
+    assert trainer.selection_score({"validation_loss": 2.5}, "loss") == -2.5
+
+    # Validation BLEU of the barely trained tiny parent's child stays at its first value (a learning
+    # rate of 5 only hurts), yet early stopping waits for the minimum number of updates.
+    metrics = transfer_lib.transfer(parent_dir, tmp_path / "child", "en-nl", corpus_spec=nl_tsv, overrides=[
+        "train.steps=12", "train.eval_every_steps=2", "train.early_stopping_patience_steps=2",
+        "train.min_steps_before_early_stopping=8", "train.selection_metric=bleu", "train.learning_rate=5.0",
+        "train.clipnorm=0.0", "train.warmup_steps=1"])
+    steps = [h["step"] for h in metrics["history"]]
+    assert steps[0] == 2 and 8 <= metrics["step"] <= 12, steps
+    assert metrics["best_step"] == max(metrics["history"], key=lambda h: h["validation_bleu"])["step"]
+
+
+def test_a_selection_metric_outside_the_list_is_refused(parent_dir, nl_tsv, tmp_path):
+    with pytest.raises(UserError, match="train.selection_metric='ter' must be one of bleu, chrf, loss"):
+        transfer_lib.transfer(parent_dir, tmp_path / "child", "en-nl", corpus_spec=nl_tsv,
+                              overrides=["train.selection_metric=ter"])
+    assert not (tmp_path / "child").exists()

@@ -99,6 +99,9 @@ def load_config(model_name, config_file=None, overrides=()):
     return config
 
 
+# Validation figures that can pick the best checkpoint (train.selection_metric).
+SELECTION_METRICS = ("bleu", "chrf", "loss")
+
 # (dotted key, test, what it must be): the values a run cannot start with.
 _RANGES = (
     ("train.learning_rate", lambda v: v > 0, "> 0"),
@@ -110,6 +113,8 @@ _RANGES = (
     ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("train.eval_every_steps", lambda v: v >= 0, ">= 0 (0 = once per epoch)"),
     ("train.early_stopping_patience", lambda v: v >= 0, ">= 0 (0 = never stop early)"),
+    ("train.early_stopping_patience_steps", lambda v: v >= 0, ">= 0 (0 = count evaluations)"),
+    ("train.min_steps_before_early_stopping", lambda v: v >= 0, ">= 0"),
     ("train.keep_checkpoints", lambda v: v >= 1, ">= 1"),
     ("train.checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0 = only at evaluations)"),
     ("train.checkpoint_every_minutes", lambda v: v >= 0, ">= 0 (0 = only at evaluations)"),
@@ -134,6 +139,9 @@ def validate(config):
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not test(value):
             problems.append(f"{key}={value!r} must be {expected}")
+    metric = _lookup(config, "train.selection_metric")
+    if metric is not None and metric not in SELECTION_METRICS:
+        problems.append(f"train.selection_metric={metric!r} must be one of {', '.join(SELECTION_METRICS)}")
     # Every dropout rate of the model section (dropout, attention_dropout, discriminator_dropout...).
     for key, value in (config.get("model") or {}).items():
         if "dropout" in key and isinstance(value, (int, float)) and not 0 <= value < 1:

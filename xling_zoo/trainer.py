@@ -398,6 +398,28 @@ def train_and_evaluate(config, workdir, transfer=None):
         saver.close()
 
 
+_METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF", "loss": "loss"}
+
+
+def selection_score(evaluation, metric):
+    """The figure of an evaluation that train.selection_metric ranks by; higher is better."""
+    if metric == "loss":
+        return -evaluation["validation_loss"]
+    return evaluation[f"validation_{metric}"]
+
+
+def _patience_reached(train_config, evaluations_since_best, steps_since_best):
+    """'N evaluations' / 'N updates' when early stopping's patience has run out, else None."""
+    if train_config.early_stopping_patience_steps:
+        if steps_since_best >= train_config.early_stopping_patience_steps:
+            return f"{steps_since_best} updates"
+        return None
+    patience = train_config.early_stopping_patience
+    if patience and evaluations_since_best >= patience:
+        return f"{patience} evaluations"
+    return None
+
+
 def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state, tokenizers,
                 train_dataset_fn, validation_dataset_fn, validation_examples, pair, schedule):
     total_steps, eval_every = schedule["total_steps"], schedule["eval_every"]
@@ -415,7 +437,11 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
     train_step = make_train_step(strategy, model, optimizer, config.train.jit_compile)
 
     history = state.get("history", [])
-    best_bleu = state.get("best_validation_bleu", -1.0)
+    metric = config.train.selection_metric
+    best_bleu = state.get("best_validation_bleu", -1.0)  # The BLEU of the best checkpoint.
+    # Checkpoints saved before selection_metric existed selected by BLEU.
+    best_score = state.get("best_score", best_bleu if metric == "bleu" and history else None)
+    best_step = state.get("best_step", 0)
     since_best = state.get("evaluations_since_best", 0)
     segment = state.get("segment", {})  # Sums of the evaluation interval in progress.
     if chief:
@@ -435,7 +461,7 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
 
     def loop_state():
         return {"history": history, "best_validation_bleu": best_bleu, "evaluations_since_best": since_best,
-                "segment": segment}
+                "best_score": best_score, "best_step": best_step, "segment": segment}
 
     stop_reason = "finished" if step >= total_steps else None
     with _SignalStop() as signals:
@@ -504,16 +530,19 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
             with writers["validation"].as_default():
                 for k, v in evaluation.items():
                     tf.summary.scalar(k.replace("validation_", ""), v, step=step)
-            if evaluation["validation_bleu"] > best_bleu:
-                best_bleu, since_best = evaluation["validation_bleu"], 0
+            current = selection_score(evaluation, metric)
+            if best_score is None or current > best_score:
+                best_score, best_step, since_best = current, step, 0
+                best_bleu = evaluation["validation_bleu"]
                 saver.save_best(step)  # Before the latest: a crash in between re-evaluates this step.
             else:
                 since_best += 1
-            patience = config.train.early_stopping_patience
+            patience_reached = (_patience_reached(config.train, since_best, step - best_step)
+                                if step >= config.train.min_steps_before_early_stopping else None)
             if step >= total_steps:
                 stop_reason = "finished"
-            elif patience and since_best >= patience:
-                stop_reason = f"early stopping: no validation BLEU gain in {patience} evaluations"
+            elif patience_reached:
+                stop_reason = f"early stopping: no validation {_METRIC_NAMES[metric]} gain in {patience_reached}"
             elif stopped or out_of_time():
                 stop_reason = f"time budget of {config.train.max_minutes} minutes reached"
             saver.save(step, loop_state())
@@ -521,8 +550,11 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
             if chief:
                 workdir_lib.update_metrics(workdir, {"history": history, "best_validation_bleu": best_bleu,
                                                      "evaluations_since_best": since_best, "stop_reason": stop_reason,
+                                                     "best_step": best_step, "selection_metric": metric,
                                                      "step": step})
-    print(f"Stopped at step {step}: {stop_reason}. Best validation BLEU {best_bleu}.")
+    print(f"Stopped at step {step}: {stop_reason}. Best checkpoint: step {best_step} by validation "
+          f"{_METRIC_NAMES[metric]} (validation BLEU {best_bleu}).")
     if chief:
         return workdir_lib.read_json(workdir_lib.join(workdir, workdir_lib.METRICS_FILE), {})
-    return {"history": history, "best_validation_bleu": best_bleu, "stop_reason": stop_reason, "step": step}
+    return {"history": history, "best_validation_bleu": best_bleu, "stop_reason": stop_reason, "step": step,
+            "best_step": best_step, "selection_metric": metric}

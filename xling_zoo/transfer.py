@@ -292,6 +292,12 @@ def format_report(report):
     lines.append(f"  copied {len(report['copied'])} weights; remapped {len(report['remapped'])}:")
     for path, r in report["remapped"].items():
         lines.append(f"    {path}: {r['rows_kept']} rows kept, {r['rows_new']} new ({r['vocabulary']}, axis {r['axis']})")
+    schedule = report["child"].get("schedule")
+    if schedule:
+        overridden = report["child"].get("schedule_overridden") or []
+        lines.append(f"  child schedule ({report['child']['steps_per_epoch']} updates per epoch): " +
+                     ", ".join(f"{k}={v}" for k, v in schedule.items()) +
+                     (f"; set with --set: {', '.join(overridden)}" if overridden else ""))
     if report["frozen"]["groups"]:
         lines.append(f"  frozen: {', '.join(report['frozen']['groups'])} ({len(report['frozen']['variables'])} weights)")
     if report["lr_multipliers"]:
@@ -302,9 +308,41 @@ def format_report(report):
 
 # === The child config and run ===
 
+# The child's schedule, in updates, from the length of its own epoch (not the parent's): an epoch
+# of 1,000 pairs is ~13 updates, so per-epoch validation with a patience of 3 evaluations stopped
+# a child after ~52 updates and kept one that still wrote the parent's language.
+CHILD_MIN_EVAL_EVERY = 100
+# Early stopping waits this many evaluation intervals, and then that many without a gain.
+CHILD_MIN_EVALUATIONS = 5
+CHILD_PATIENCE_EVALUATIONS = 3
+# At most this many evaluation intervals (early stopping ends a child long before).
+CHILD_MAX_EVALUATIONS = 50
+# Fresh Adam moments take large first steps: warm up again so they do not wreck the parent's weights.
+CHILD_WARMUP_STEPS = 100
+# BLEU on a validation set where copying the source scores well picked a barely trained child.
+CHILD_SELECTION_METRIC = "loss"
+
+
+def child_schedule(steps_per_epoch):
+    """The child's train.* settings for an epoch of ``steps_per_epoch`` updates."""
+    eval_every = max(CHILD_MIN_EVAL_EVERY, steps_per_epoch)
+    return {"eval_every_steps": eval_every, "min_steps_before_early_stopping": CHILD_MIN_EVALUATIONS * eval_every,
+            "early_stopping_patience_steps": CHILD_PATIENCE_EVALUATIONS * eval_every,
+            "steps": CHILD_MAX_EVALUATIONS * eval_every, "warmup_steps": CHILD_WARMUP_STEPS,
+            "selection_metric": CHILD_SELECTION_METRIC}
+
+
+def _overridden(overrides):
+    return {assignment.split("=", 1)[0].strip() for assignment in overrides}
+
+
 def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_train_examples=None,
-                      overrides=(), model_name=None):
-    """The parent's config with the child's pair, corpus and overrides; the model stays the parent's."""
+                      overrides=(), model_name=None, steps_per_epoch=None):
+    """The parent's config with the child's pair, corpus and overrides; the model stays the parent's.
+
+    steps_per_epoch: updates in one epoch of the child's data; when given, the child's schedule
+    (``child_schedule``) replaces the parent's, key by key unless ``overrides`` set the key.
+    """
     parent_model = parent_config.model_name
     if model_name and model_name != parent_model:
         raise UserError(f"--model={model_name}, but the parent is a {parent_model} run: a parent is only "
@@ -317,12 +355,28 @@ def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_
         config.data_dir = data_dir
     # The child uses all of its data unless told otherwise, whatever the parent used.
     config.max_train_examples = max_train_examples or 0
+    if steps_per_epoch is not None:
+        for key, value in child_schedule(steps_per_epoch).items():
+            config.train[key] = value
+        if "train.epochs" in _overridden(overrides):
+            config.train.steps = 0  # --epochs asks for epochs; the schedule's update count would win.
     for assignment in overrides:
         config_lib.apply_override(config, assignment)
     if config.model_name != parent_model:
         raise UserError(f"model_name={config.model_name}, but the parent is a {parent_model} run: a parent "
                         "is only transferred into a child of its own model type")
     return config
+
+
+def _steps_per_epoch(config, pair, tokenizers):
+    """Updates in one epoch of the child's training data (the trainer's own count)."""
+    from xling_zoo.data import pipeline
+
+    examples = corpus.load_split(config.corpus, pair, "train", data_dir=config.data_dir or None,
+                                 max_train_examples=config.max_train_examples, skip_bad_lines=config.skip_bad_lines)
+    dataset = pipeline.make_dataset(examples, tokenizers, config.data, target_language=pair.target_language,
+                                    source_languages=pair.source_languages, training=True, seed=config.train.seed)
+    return max(1, int(dataset.reduce(np.int64(0), lambda count, _: count + 1)))
 
 
 def _check_child_workdir(workdir, parent_workdir, settings):
@@ -385,6 +439,12 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
                 raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
         tokenizers = child_tokenizers(parent_run.tokenizers, child_pair, vocab, config.tokenizer, examples,
                                       seed=config.train.seed)
+    steps_per_epoch = _steps_per_epoch(config, child_pair, tokenizers)
+    config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
+                               model_name, steps_per_epoch=steps_per_epoch)
+    child["steps_per_epoch"] = steps_per_epoch
+    child["schedule"] = {key: config.train[key] for key in child_schedule(steps_per_epoch)}
+    child["schedule_overridden"] = sorted(key for key in _overridden(overrides) if key.startswith("train."))
     hook = Transfer(parent_run, tokenizers, vocab, freeze, transferred_lr_multiplier, child=child)
     # The trainer checks everything else (config values, the child workdir, the model built from the
     # child config, the weight structure in hook.initialize) before it writes the child's tokenizer
