@@ -329,8 +329,8 @@ def test_the_plain_command_trains_the_child_into_its_own_language(german_parent_
     # Per-epoch validation with the parent's patience kept a child of a few updates that still wrote
     # the parent's language: the plain command's schedule comes from the child's data. Shorter
     # intervals than the real 100 updates keep the test fast; the rule is the same.
-    monkeypatch.setattr(transfer_lib, "CHILD_MIN_EVAL_EVERY", 50)
-    monkeypatch.setattr(transfer_lib, "CHILD_MAX_EVALUATIONS", 12)
+    monkeypatch.setattr(transfer_lib, "CHILD_MIN_EVAL_EVERY", 30)
+    monkeypatch.setattr(transfer_lib, "CHILD_MAX_EVALUATIONS", 10)
     parent = workdir_lib.load_run(german_parent_dir)
     german = " ".join(translations(parent.model, parent.tokenizers, parent.config)).lower().split()
     assert {"haus", "datei", "benutzer"} & set(german), german
