@@ -35,7 +35,8 @@ _MISMATCH_ERRORS = (ValueError, AssertionError)
 
 
 def _without_uids(path, components):
-    """``path`` with the uid suffix stripped from the named components."""
+    """``path`` with the uid suffix stripped from the components at the indices ``components`` and
+    from every ``seed_generator_N`` component."""
     parts = path.split("/")
     return "/".join(_UID_SUFFIX.sub("", part) if i in components or part.startswith("seed_generator") else part
                     for i, part in enumerate(parts))
@@ -121,6 +122,10 @@ def is_positional(path):
 
 def restore(path, objects):
     """Restores ``objects`` (a nest of dicts of variables / trackables) from ``path``, by name."""
+    if is_positional(path):
+        raise UserError(f"checkpoint {path} was written by an earlier xling_zoo (weights by position, no "
+                        "optimizer names): it can be evaluated, exported and used as a --parent, but not "
+                        "resumed; train into a new --workdir or transfer from it")
     _check_names(path, objects)
     tf.train.Checkpoint(**objects).read(path).assert_existing_objects_matched()
 
