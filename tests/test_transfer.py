@@ -342,8 +342,8 @@ def test_the_plain_command_trains_the_child_into_its_own_language(german_parent_
     schedule = report["child"]["schedule"]
     assert schedule == transfer_lib.child_schedule(epoch) and report["child"]["schedule_overridden"] == []
     assert metrics["step"] >= schedule["min_steps_before_early_stopping"] > 3 * epoch
-    assert metrics["selection_metric"] == "loss" and metrics["best_step"] > 3 * epoch
-    assert metrics["best_step"] == min(metrics["history"], key=lambda h: h["validation_loss"])["step"]
+    assert metrics["selection_metric"] == "bleu" and metrics["best_step"] > 3 * epoch
+    assert metrics["best_step"] == max(metrics["history"], key=lambda h: h["validation_bleu"])["step"]
 
     child = workdir_lib.load_run(workdir)
     words = " ".join(translations(child.model, child.tokenizers, child.config)).lower().split()

@@ -17,6 +17,11 @@ piece: a piece the parent knows keeps the parent's row; a new language tag start
 parent was trained with; any other new piece starts as the mean of the parent rows of the pieces
 the parent tokenizer splits it into (the mean of all rows when that gives nothing). Every other
 weight is copied. Optimizer state is fresh. ``CHILD/transfer.json`` lists what was done.
+
+Schedule: the child's comes from its own data, not the parent's (``child_schedule``): validation
+every max(100 updates, one child epoch), no early stopping before 5 such intervals, then patience of
+3 intervals counted in updates, a warm-up of its own, and the best checkpoint by validation BLEU.
+``--set=train.KEY=...`` overrides any of it; the values used are in ``transfer.json`` (``child``).
 """
 
 import dataclasses
@@ -319,8 +324,10 @@ CHILD_PATIENCE_EVALUATIONS = 3
 CHILD_MAX_EVALUATIONS = 50
 # Fresh Adam moments take large first steps: warm up again so they do not wreck the parent's weights.
 CHILD_WARMUP_STEPS = 100
-# BLEU on a validation set where copying the source scores well picked a barely trained child.
-CHILD_SELECTION_METRIC = "loss"
+# Measured (experiments/child_defaults, en-da, 1k pairs): with the schedule above, validation BLEU
+# kept the checkpoint after 900 updates (test BLEU 25.8), chrF after 500 (24.9) and the loss after
+# 200 (20.1, below copying the source: the loss rises while the translations still improve).
+CHILD_SELECTION_METRIC = "bleu"
 
 
 def child_schedule(steps_per_epoch):
