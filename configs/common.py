@@ -22,8 +22,19 @@ def get_common_config():
     # Skip (and count) malformed lines of tsv:/text: corpora instead of stopping at the first one.
     config.skip_bad_lines = False
 
+    # Mixed fine-tuning (Chu et al. 2017): each pass over the training data also holds examples of
+    # another pair (say the parent's), with its own target-language tag, so that a small corpus is
+    # neither overfitted nor the other pair forgotten. mix.ratio is their share of each pass, in [0, 1).
+    config.mix = ml_collections.ConfigDict()
+    # The pair mixed in ("" = no mixing), e.g. "en-de" when fine-tuning an en-de parent on en-sv.
+    config.mix.pair = ""
+    # Its corpus spec ("" = config.corpus).
+    config.mix.corpus = ""
+    config.mix.ratio = 0.0
+
     config.tokenizer = ml_collections.ConfigDict()
-    # SentencePiece vocabulary size (per tokenizer; one shared tokenizer when joint).
+    # SentencePiece vocabulary size (per tokenizer; one shared tokenizer when joint). An upper bound: a
+    # corpus of fewer pairs gets max(512, its number of pairs) pieces (see data/tokenizer.py).
     config.tokenizer.vocab_size = 8000
     # "unigram" (default) or "bpe".
     config.tokenizer.model_type = "unigram"
@@ -65,7 +76,8 @@ def get_common_config():
     config.train.mixed_precision = ""
     # XLA-compile the training step (no reliable gain measured on CPU; see benchmarks/).
     config.train.jit_compile = False
-    # Evaluate (validation loss and BLEU) every this many steps; 0 = once per epoch.
+    # Evaluate (validation loss and BLEU) every this many steps; 0 = once per epoch, or when an epoch is
+    # under 100 updates every 100 with the child's early stopping (trainer.small_corpus_schedule).
     config.train.eval_every_steps = 0
     # Stop when the selection metric has not improved for this many evaluations (0 = never).
     config.train.early_stopping_patience = 3

@@ -142,12 +142,38 @@ def validate(config):
     metric = _lookup(config, "train.selection_metric")
     if metric is not None and metric not in SELECTION_METRICS:
         problems.append(f"train.selection_metric={metric!r} must be one of {', '.join(SELECTION_METRICS)}")
+    problems += _mix_problems(config)
     # Every dropout rate of the model section (dropout, attention_dropout, discriminator_dropout...).
     for key, value in (config.get("model") or {}).items():
         if "dropout" in key and isinstance(value, (int, float)) and not 0 <= value < 1:
             problems.append(f"model.{key}={value!r} must be in [0, 1)")
     if problems:
         raise UserError("; ".join(problems) + " (set with --set=KEY=VALUE)")
+
+
+def _mix_problems(config):
+    mix = config.get("mix")
+    if not mix:
+        return []
+    ratio, mix_pair = mix.get("ratio", 0.0), mix.get("pair", "")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        return [f"mix.ratio={ratio!r} must be in [0, 1): the share of each pass taken from mix.pair "
+                "(1 would leave no example of the run's own pair)"]
+    if ratio > 0 and not mix_pair:
+        return [f"mix.ratio={ratio} needs mix.pair, the pair whose examples are mixed in (e.g. --set=mix.pair=en-de)"]
+    if mix_pair:
+        from xling_zoo.data.corpus import Pair  # Late: corpus imports TFDS.
+
+        try:
+            mixed, own = Pair.parse(mix_pair), Pair.parse(config.pair)
+        except UserError as error:
+            return [f"mix.pair={mix_pair!r}: {error}"]
+        if mixed == own and (mix.get("corpus") or config.corpus) == config.corpus:
+            return [f"mix.pair={mix_pair} is the run's own pair and corpus: there is nothing to mix in"]
+        if mixed.target_language != own.target_language and not config.data.target_language_tag:
+            return [f"mix.pair={mix_pair} translates into {mixed.target_language}, the run into "
+                    f"{own.target_language}: mixing target languages needs data.target_language_tag=True"]
+    return []
 
 
 def with_defaults(config):
@@ -162,8 +188,13 @@ def with_defaults(config):
             elif isinstance(value, ml_collections.ConfigDict) and isinstance(node[key], ml_collections.ConfigDict):
                 fill(node[key], value)
 
-    fill(config, load_config_file(CONFIG_DIR / "common.py", function="get_common_config"))
+    fill(config, common_defaults())
     return config
+
+
+def common_defaults():
+    """configs/common.py's config: every field shared by the models, at its default."""
+    return load_config_file(CONFIG_DIR / "common.py", function="get_common_config")
 
 
 def to_json(config):

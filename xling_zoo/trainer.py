@@ -24,10 +24,11 @@ from absl import logging
 from xling_zoo import checkpoints
 from xling_zoo import config as config_lib
 from xling_zoo import workdir as workdir_lib
-from xling_zoo.data import corpus, pipeline
-from xling_zoo.data.tokenizer import SubwordTokenizer, Tokenizers, train_tokenizers
+from xling_zoo.data import corpus, mixing, pipeline
+from xling_zoo.data.tokenizer import SubwordTokenizer, Tokenizers, small_corpus_vocab_size, train_tokenizers
 from xling_zoo.decode import Translator
 from xling_zoo.errors import Interrupted, UserError
+from xling_zoo.registry import get_model
 from xling_zoo.evaluate import score
 from xling_zoo.strategy import STRATEGIES, is_chief, make_strategy  # noqa: F401  (STRATEGIES: re-exported)
 
@@ -289,9 +290,13 @@ def _tokenizers_for(config, workdir, status, chief, pair, train_examples, transf
         child = transfer.tokenizers
         return Tokenizers(SubwordTokenizer(child.source.model_proto),
                           None if child.joint else SubwordTokenizer(child.target.model_proto))
-    logging.info("Training SentencePiece (%s, %d pieces) on %d pairs", config.tokenizer.model_type,
-                 config.tokenizer.vocab_size, len(train_examples))
-    languages = sorted(set(pair.source_languages) | {pair.target_language})
+    vocab_size = small_corpus_vocab_size(config.tokenizer.vocab_size, len(train_examples))
+    print(f"Training SentencePiece ({config.tokenizer.model_type}, {vocab_size} pieces) on {len(train_examples)} pairs" +
+          (f" (tokenizer.vocab_size={config.tokenizer.vocab_size} capped for a small corpus)"
+           if vocab_size < config.tokenizer.vocab_size else ""))
+    # Tags for every language of the training examples, the mixed-in pair's included.
+    run_languages = mixing.languages(config)
+    languages = sorted(set(run_languages.source) | set(run_languages.target))
     return train_tokenizers(train_examples, config.tokenizer, languages, seed=config.train.seed)
 
 
@@ -335,20 +340,22 @@ def train_and_evaluate(config, workdir, transfer=None):
     validation_examples = corpus.read_split(config.corpus, pair, "validation", data_dir=data_dir, **skip)
     if not train_examples:
         raise UserError(f"the train split of {config.corpus} {pair} is empty")
+    mixing.check_mix(config, get_model(config.model_name))
+    languages = mixing.languages(config)
     tokenizers = _tokenizers_for(config, workdir, status, chief, pair, train_examples, transfer)
 
     # XLA and TPUs compile once per input shape: every batch of a bucket gets the bucket's shape.
     static_shapes = config.train.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
-    common = dict(target_language=pair.target_language, source_languages=pair.source_languages,
-                  static_shapes=static_shapes)
+    common = dict(target_language=pair.target_language, source_languages=languages.source,
+                  target_languages=languages.target, static_shapes=static_shapes)
     length_report = pipeline.length_report(load("train", max_train_examples=config.max_train_examples),
                                            tokenizers, config.data, target_language=pair.target_language)
     logging.info("Training pairs: %d; longer than data.max_length=%d: %d (%s)", length_report["examples"],
                  config.data.max_length, length_report["overlength"], length_report["action"])
 
     def train_dataset_fn(input_context=None):
-        return pipeline.make_dataset(load("train", max_train_examples=config.max_train_examples), tokenizers,
-                                     config.data, training=True, input_context=input_context,
+        examples = mixing.training_examples(config, len(train_examples), config.train.seed)
+        return pipeline.make_dataset(examples, tokenizers, config.data, training=True, input_context=input_context,
                                      seed=config.train.seed, **common)
 
     def validation_dataset_fn(input_context=None):
@@ -356,6 +363,12 @@ def train_and_evaluate(config, workdir, transfer=None):
                                      input_context=input_context, **common)
 
     steps_per_epoch = max(1, _count_batches(train_dataset_fn()))
+    small_corpus = small_corpus_schedule(config.train, steps_per_epoch)
+    if small_corpus:
+        print(f"A small corpus ({steps_per_epoch} updates per epoch): " +
+              ", ".join(f"train.{key}={value}" for key, value in small_corpus.items()) +
+              " (set train.eval_every_steps to keep your own schedule)")
+        config.train.update(small_corpus)  # config.json records the schedule the run used.
     total_steps = config.train.steps or steps_per_epoch * config.train.epochs
     eval_every = config.train.eval_every_steps or steps_per_epoch
 
@@ -396,6 +409,27 @@ def train_and_evaluate(config, workdir, transfer=None):
                                 length_report=length_report))
     finally:
         saver.close()
+
+
+def small_corpus_schedule(train_config, steps_per_epoch):
+    """The train.* values that replace a per-epoch schedule on a corpus of under 100 updates an epoch.
+
+    Validation once per epoch (train.eval_every_steps=0) and a patience counted in evaluations stop
+    a run on 1,000 pairs (13 updates an epoch) after a few dozen updates, on the noise of its first
+    evaluations: such a run gets the child's schedule instead (``transfer.child_schedule``:
+    validation every 100 updates, no early stopping before 500, patience 300 updates), except for
+    the values the config sets itself. Returns {} when the schedule stays as configured.
+    """
+    from xling_zoo import transfer as transfer_lib  # Late: the schedule is the child's, defined there.
+
+    if train_config.eval_every_steps or steps_per_epoch >= transfer_lib.CHILD_MIN_EVAL_EVERY:
+        return {}
+    child = transfer_lib.child_schedule(steps_per_epoch)
+    changes = {"eval_every_steps": child["eval_every_steps"]}
+    for key in ("min_steps_before_early_stopping", "early_stopping_patience_steps"):
+        if not train_config[key]:
+            changes[key] = child[key]
+    return changes
 
 
 _METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF", "loss": "loss"}

@@ -59,14 +59,17 @@ def _source_prefix(tokenizers, data_config, target_language):
     return []
 
 
-def _with_specials(pieces, prefix, suffix, max_length=None):
+def _with_specials(pieces, prefix, suffix, max_length=None, row_prefix=None):
     """prefix + pieces + suffix per row of a ragged [B, None]; pieces are cut so a row holds at most
-    max_length ids (no cut when None)."""
+    max_length ids (no cut when None). row_prefix: int32 [B], one id per row that replaces ``prefix``
+    (whose length it must have: 1), for batches whose rows have different target-language tags."""
     if max_length is not None:
         pieces = pieces[:, : max_length - len(prefix) - len(suffix)]
     nrows = pieces.nrows()
     parts = [pieces]
-    if prefix:
+    if row_prefix is not None:
+        parts.insert(0, tf.RaggedTensor.from_tensor(tf.expand_dims(tf.cast(row_prefix, tf.int32), -1)))
+    elif prefix:
         parts.insert(0, tf.RaggedTensor.from_tensor(tf.tile(tf.constant([prefix], tf.int32), [nrows, 1])))
     if suffix:
         parts.append(tf.RaggedTensor.from_tensor(tf.tile(tf.constant([suffix], tf.int32), [nrows, 1])))
@@ -84,13 +87,13 @@ def _tokenize_pairs(batch, tokenizers, prefix, max_length):
     return source, target, overlength
 
 
-def _language_ids(languages, source_languages):
-    known = tf.constant(list(source_languages), tf.string)
+def _language_ids(languages, known_languages, field="source_language"):
+    known = tf.constant(list(known_languages), tf.string)
     matches = tf.equal(tf.expand_dims(languages, -1), known)
     found = tf.reduce_any(matches, axis=-1)
     check = tf.debugging.Assert(
         tf.reduce_all(found),
-        [f"source_language not among the pair's source languages {list(source_languages)}:",
+        [f"{field} not among the run's {field.split('_')[0]} languages {list(known_languages)}:",
          tf.boolean_mask(languages, tf.logical_not(found))])
     with tf.control_dependencies([check]):
         return tf.cast(tf.argmax(tf.cast(matches, tf.int32), axis=-1), tf.int32)
@@ -152,12 +155,19 @@ def batch_shapes(data_config, input_context=None):
     return [(budget // length, length) for length in _bucket_lengths(data_config)]
 
 
+def _row_tags(target_languages_of_rows, tokenizers, target_languages):
+    """int32 [B]: each row's target-language tag id, for examples that carry their target language."""
+    tag_ids = tf.constant([tokenizers.source.language_tag_id(lang) for lang in target_languages], tf.int32)
+    return tf.gather(tag_ids, _language_ids(target_languages_of_rows, target_languages, "target_language"))
+
+
 def make_dataset(examples, tokenizers, data_config, *, target_language, source_languages, training,
-                 input_context=None, seed=0, static_shapes=False):
+                 input_context=None, seed=0, static_shapes=False, target_languages=None):
     """Batches of a split for training (training=True) or validation loss (training=False).
 
     examples: a dataset of {"source", "target", "source_language"} tf.string scalars
-      (``corpus.load_split``).
+      (``corpus.load_split``), and optionally "target_language" (mixed pairs, see ``mixing``): each
+      example then gets its own target-language tag, one of ``target_languages``.
     input_context: from ``strategy.distribute_datasets_from_function``; the dataset is then this
       input pipeline's shard, and the token budget is per replica.
     training: shuffle (seeded by ``seed``, reshuffled every pass). The dataset is never repeated:
@@ -180,11 +190,15 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
     if training:
         examples = examples.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
+    per_row_tags = "target_language" in examples.element_spec and bool(prefix)
+    target_languages = tuple(target_languages or (target_language,))
+
     def encode(batch):
         source, target, overlength = _tokenize_pairs(batch, tokenizers, prefix, max_length)
         cut = max_length if truncate else None
+        row_prefix = _row_tags(batch["target_language"], tokenizers, target_languages) if per_row_tags else None
         features = {
-            "encoder_token_ids": _with_specials(source, prefix, [EOS_ID], cut),
+            "encoder_token_ids": _with_specials(source, prefix, [EOS_ID], cut, row_prefix),
             "decoder_token_ids": _with_specials(target, [BOS_ID], [], cut),
             "target_token_ids": _with_specials(target, [], [EOS_ID], cut),
             "source_language_id": _language_ids(batch["source_language"], source_languages),

@@ -78,10 +78,12 @@ class SubwordTokenizer(tf.Module):
     # === Training ===
 
     @classmethod
-    def train(cls, sentences, *, vocab_size, model_type="unigram", language_tags=(), seed=1):
+    def train(cls, sentences, *, vocab_size, model_type="unigram", language_tags=(), seed=1, hard_vocab_limit=True):
         """Trains a model on an iterable of sentences (python str); deterministic for a given seed.
 
         ``language_tags`` are pieces such as ``"<2de>"``, given ids 4, 5, ... in the order given.
+        ``hard_vocab_limit=False`` makes ``vocab_size`` an upper bound: data too small for it gets
+        the largest vocabulary SentencePiece can make of it instead of an error.
         """
         if model_type not in MODEL_TYPES:
             raise UserError(f"tokenizer.model_type must be one of {', '.join(MODEL_TYPES)}, not {model_type!r}")
@@ -92,6 +94,7 @@ class SubwordTokenizer(tf.Module):
                 sentence_iterator=(_text(s) for s in sentences),
                 model_writer=writer,
                 vocab_size=vocab_size,
+                hard_vocab_limit=hard_vocab_limit,
                 model_type=model_type,
                 pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
                 control_symbols=list(language_tags),
@@ -255,12 +258,25 @@ def _sample(sentences, limit, rng):
     return [sentences[i] for i in sorted(rng.sample(range(len(sentences)), limit))]
 
 
+# tokenizer.vocab_size is an upper bound: a corpus of fewer pairs gets one piece per pair, at least
+# this many (SentencePiece cannot make 4,000 pieces out of 1,000 short UI strings, and small data
+# wants a small vocabulary anyway: experiments/transfer_de_nl trained its 1k-pair children so).
+MIN_SMALL_CORPUS_VOCAB = 512
+
+
+def small_corpus_vocab_size(vocab_size, pairs):
+    """The vocabulary size trained for a corpus of ``pairs`` pairs: min(vocab_size, max(512, pairs)).
+    When that caps vocab_size it is an upper bound: SentencePiece makes fewer pieces if the data
+    cannot fill it."""
+    return min(vocab_size, max(MIN_SMALL_CORPUS_VOCAB, pairs))
+
+
 def train_tokenizers(train_examples, tokenizer_config, languages, seed=1):
     """Trains the run's tokenizers on the training split.
 
     train_examples: iterable of {"source", "target", ...} dicts of str (or bytes).
     tokenizer_config: the ``tokenizer`` config section (vocab_size, model_type, joint,
-      max_training_sentences).
+      max_training_sentences); vocab_size is capped for small corpora (``small_corpus_vocab_size``).
     languages: every language of the pair; each gets a tag ``<2xx>`` in every tokenizer.
     """
     limit = tokenizer_config.max_training_sentences
@@ -274,11 +290,12 @@ def train_tokenizers(train_examples, tokenizer_config, languages, seed=1):
     sources = _sample(sources, limit, random.Random(seed))
     targets = _sample(targets, limit, random.Random(seed + 1))
     tags = [language_tag(lang) for lang in dict.fromkeys(languages)]
+    vocab_size = small_corpus_vocab_size(tokenizer_config.vocab_size, len(sources))
 
     def train(sentences):
         return SubwordTokenizer.train(
-            sentences, vocab_size=tokenizer_config.vocab_size, model_type=tokenizer_config.model_type,
-            language_tags=tags, seed=seed)
+            sentences, vocab_size=vocab_size, model_type=tokenizer_config.model_type,
+            language_tags=tags, seed=seed, hard_vocab_limit=vocab_size == tokenizer_config.vocab_size)
 
     if tokenizer_config.joint:
         return Tokenizers(train(sources + targets))

@@ -77,6 +77,8 @@ class AdversarialSeq2Seq(Seq2SeqTask):
     ['discriminator_accuracy', 'discriminator_loss', 'loss', 'translation_loss']
     """
 
+    # Its discriminator classifies each example's source language.
+    reads_source_language_id = True
     # Set by the concrete subclasses: the key of the translator's section in the model config, and
     # the translator class whose layers and decoding they inherit.
     encoder_type = None

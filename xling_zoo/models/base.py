@@ -56,6 +56,9 @@ class Task(keras.Model):
     task_type = None
     # Set by the trainer from config.train.label_smoothing (a training choice, not an architecture one).
     label_smoothing = 0.0
+    # Whether the model learns from batch["source_language_id"] (a language discriminator does): then
+    # every training example's source language must be one of the run's pair (see data/mixing.py).
+    reads_source_language_id = False
 
     @classmethod
     def from_config(cls, model_config, vocab):

@@ -1,0 +1,217 @@
+"""Mixed fine-tuning (data/mixing.py), the parent-vocabulary check and the small-corpus defaults."""
+
+import collections
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_pairs, shrink, write_tsv
+from xling_zoo import config as config_lib
+from xling_zoo import trainer
+from xling_zoo import transfer as transfer_lib
+from xling_zoo.data import mixing, pipeline
+from xling_zoo.data.tokenizer import Tokenizers, small_corpus_vocab_size
+from xling_zoo.errors import UserError
+from xling_zoo.registry import get_model
+
+
+def tsv_corpus(directory, pairs, train=600, validation=100):
+    directory.mkdir(parents=True, exist_ok=True)
+    files = [write_tsv(directory / f"{split}.tsv", rows) for split, rows in
+             (("train", pairs[:train]), ("validation", pairs[train:train + validation]),
+              ("test", pairs[train + validation:]))]
+    return "tsv:" + ",".join(str(f) for f in files)
+
+
+@pytest.fixture(scope="module")
+def nl_tsv(tmp_path_factory):
+    return tsv_corpus(tmp_path_factory.mktemp("nl"), make_pairs(800, seed=7, column=1))
+
+
+def small_config(parent_corpus, **overrides):
+    config = shrink(config_lib.load_config("lstm_seq2seq"), parent_corpus)
+    for assignment in ["model.embedding_dim=16", "model.units=16", "tokenizer.vocab_size=300",
+                       *(f"{k}={v}" for k, v in overrides.items())]:
+        config_lib.apply_override(config, assignment)
+    return config
+
+
+@pytest.fixture(scope="module")
+def parent_dir(tiny_tsv, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("parent") / "run")
+    trainer.train_and_evaluate(small_config(tiny_tsv), workdir)
+    return workdir
+
+
+def mixed_config(tiny_tsv, nl_tsv, ratio):
+    return small_config(nl_tsv, pair="en-nl", **{"mix.pair": "en-de", "mix.corpus": tiny_tsv, "mix.ratio": ratio})
+
+
+def as_strings(dataset):
+    return [{k: v.decode() for k, v in example.items()} for example in dataset.as_numpy_iterator()]
+
+
+# === One pass of mixed examples ===
+
+def test_a_pass_holds_every_own_example_once_and_ratio_of_the_other_pair(tiny_tsv, nl_tsv):
+    config = mixed_config(tiny_tsv, nl_tsv, 0.25)
+    first = as_strings(mixing.training_examples(config, own_count=600, seed=1).repeat(2))
+    passes = [first[:len(first) // 2], first[len(first) // 2:]]
+    for examples in passes:
+        by_language = collections.Counter(example["target_language"] for example in examples)
+        # 600 own pairs are 75% of the pass: 200 of the other pair join them.
+        assert by_language == {"nl": 600, "de": mixing.mixed_count(600, 0.25)} == {"nl": 600, "de": 200}
+        own = sorted(example["source"] for example in examples if example["target_language"] == "nl")
+        assert len(set(own)) == 600
+        # Interleaved, not appended: the other pair's examples are spread over the pass.
+        positions = [i for i, example in enumerate(examples) if example["target_language"] == "de"]
+        assert positions[0] < 100 and positions[-1] > len(examples) - 100
+    other = [{e["source"] for e in examples if e["target_language"] == "de"} for examples in passes]
+    assert other[0] != other[1], "each pass draws a new sample of the other pair"
+    # Deterministic given the seed: a resumed run skips to exactly the examples it would have seen.
+    assert as_strings(mixing.training_examples(config, own_count=600, seed=1).repeat(2)) == first
+
+
+def test_without_mixing_the_pass_is_the_own_split_unchanged(tiny_tsv, nl_tsv):
+    config = small_config(nl_tsv, pair="en-nl")
+    examples = as_strings(mixing.training_examples(config, own_count=600, seed=1))
+    assert len(examples) == 600 and "target_language" not in examples[0]
+    assert mixing.languages(config) == mixing.Languages(("en",), ("nl",))
+    assert mixing.languages(mixed_config(tiny_tsv, nl_tsv, 0.5)) == mixing.Languages(("en",), ("nl", "de"))
+
+
+def test_each_mixed_example_gets_its_own_target_language_tag(tiny_tsv, nl_tsv, parent_dir):
+    config = mixed_config(tiny_tsv, nl_tsv, 0.5)
+    config.data.max_length = 128  # Room for every pair: none is dropped as too long.
+    parent = Tokenizers.load(f"{parent_dir}/tokenizer")
+    tokenizers = transfer_lib.child_tokenizers(parent, mixing.languages(config), "parent", config.tokenizer)
+    examples = mixing.training_examples(config, own_count=600, seed=1)
+    dataset = pipeline.make_dataset(examples, tokenizers, config.data, target_language="nl",
+                                    source_languages=("en",), target_languages=("nl", "de"), training=True)
+    tags = collections.Counter()
+    for batch in dataset:
+        tags.update(batch["encoder_token_ids"][:, 0].numpy().tolist())
+    tag_ids = {lang: tokenizers.source.language_tag_id(lang) for lang in ("nl", "de")}
+    # Each tag is on exactly its language's examples.
+    assert tags == {tag_ids["nl"]: 600, tag_ids["de"]: 600}
+
+
+# === Bad input ===
+
+@pytest.mark.parametrize("assignments, message", [
+    (["mix.pair=en-de", "mix.ratio=1.0"], r"mix.ratio=1.0 must be in \[0, 1\)"),
+    (["mix.pair=en-de", "mix.ratio=-0.1"], r"mix.ratio=-0.1 must be in \[0, 1\)"),
+    (["mix.ratio=0.5"], "needs mix.pair"),
+    (["mix.pair=english-german", "mix.ratio=0.5"], "mix.pair='english-german'"),
+    (["mix.pair=en-nl", "mix.ratio=0.5"], "the run's own pair and corpus"),
+    (["mix.pair=en-de", "mix.ratio=0.5", "data.target_language_tag=False"], "needs data.target_language_tag=True"),
+])
+def test_a_bad_mix_is_one_clear_error(nl_tsv, assignments, message):
+    config = small_config(nl_tsv, pair="en-nl")
+    for assignment in assignments:
+        config_lib.apply_override(config, assignment)
+    with pytest.raises(UserError, match=message):
+        config_lib.validate(config)
+
+
+def test_a_discriminator_refuses_source_languages_it_cannot_classify(nl_tsv, tmp_path):
+    config = small_config(nl_tsv, pair="en,fr-nl", **{"mix.pair": "de-nl", "mix.ratio": 0.5})
+    config.model_name = "adversarial"
+    with pytest.raises(UserError, match="brings source language.* de .*adversarial cannot classify"):
+        mixing.check_mix(config, get_model("adversarial"))
+    # A translator ignores the source-language ids; an empty mixed-in split is still refused.
+    config.model_name = "lstm_seq2seq"
+    config.mix.corpus = tsv_corpus(tmp_path / "empty", [], 0, 0)
+    with pytest.raises(UserError, match="mix.pair=de-nl: the train split of .* is empty"):
+        mixing.check_mix(config, get_model("lstm_seq2seq"))
+
+
+def run_transfer_cli(*flags):
+    return subprocess.run([sys.executable, "-m", "xling_zoo.transfer", *flags], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_the_transfer_command_refuses_a_mix_ratio_outside_0_1_before_writing(parent_dir, nl_tsv, tmp_path):
+    child = tmp_path / "child"
+    result = run_transfer_cli(f"--parent={parent_dir}", "--pair=en-nl", f"--corpus={nl_tsv}", f"--workdir={child}",
+                              "--mix_parent_data=1.5")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "mix.ratio=1.5 must be in [0, 1)" in result.stderr.splitlines()[-1]
+    assert not child.exists()
+
+
+# === The parent's vocabulary must carry the child's text ===
+
+GREEK = {"the": "ο", "red": "κόκκινος", "user": "χρήστης", "opens": "ανοίγει", "a": "ένα", "big": "μεγάλο",
+         "file": "αρχείο", "window": "παράθυρο", "saves": "αποθηκεύει", "old": "παλιά", "picture": "εικόνα"}
+
+
+def test_a_child_the_parent_vocabulary_spells_as_bytes_is_refused_with_what_to_do(parent_dir, tmp_path):
+    rows = [(e, " ".join(GREEK.get(w.strip(".").lower(), "λέξη") for w in e.split()) + ".")
+            for e, _ in make_pairs(300, seed=3)]
+    greek = tsv_corpus(tmp_path / "el", rows, train=200, validation=50)
+    child = tmp_path / "child"
+    with pytest.raises(UserError, match=r"spells \d+% of the child's target text \(el.*--vocab=child"):
+        transfer_lib.transfer(parent_dir, child, "en-el", corpus_spec=greek, overrides=["train.steps=1"])
+    assert not child.exists()
+    parent = Tokenizers.load(f"{parent_dir}/tokenizer")
+    assert transfer_lib.byte_piece_share(parent.target, [r[1] for r in rows]) > 0.5
+    assert transfer_lib.byte_piece_share(parent.target, [r[0] for r in rows]) == 0
+
+
+# === Mixed fine-tuning end to end ===
+
+def test_transfer_with_mixed_parent_data_trains_on_both_pairs_with_their_tags(parent_dir, nl_tsv, tmp_path):
+    child = tmp_path / "child"
+    plain = transfer_lib.transfer(parent_dir, tmp_path / "plain", "en-nl", corpus_spec=nl_tsv,
+                                  overrides=["train.steps=2", "train.eval_every_steps=2"])
+    mixed = transfer_lib.transfer(parent_dir, child, "en-nl", corpus_spec=nl_tsv, mix_parent_data=0.5,
+                                  overrides=["train.steps=2", "train.eval_every_steps=2"])
+    report = json.loads((child / "transfer.json").read_text())
+    assert report["child"]["mix"]["pair"] == "en-de" and report["child"]["mix"]["ratio"] == 0.5
+    assert report["child"]["mix"]["corpus"] == json.loads(open(f"{parent_dir}/config.json").read())["corpus"]
+    # Half of each pass is the parent's: the epoch doubles (within a batch of bucketing slack).
+    plain_epoch = json.loads((tmp_path / "plain" / "transfer.json").read_text())["child"]["steps_per_epoch"]
+    assert 1.6 * plain_epoch <= report["child"]["steps_per_epoch"] <= 2.4 * plain_epoch
+    tokenizers = Tokenizers.load(str(child / "tokenizer"))
+    assert {"<2nl>", "<2de>"} <= set(tokenizers.source.pieces())
+    assert np.isfinite(mixed["history"][-1]["validation_loss"]) and mixed["step"] == plain["step"] == 2
+    config = json.loads((child / "config.json").read_text())
+    assert config["mix"] == {"pair": "en-de", "corpus": report["child"]["mix"]["corpus"], "ratio": 0.5}
+
+
+# === A small corpus gets a schedule and a vocabulary it can use ===
+
+def test_a_small_corpus_validates_every_100_updates_with_the_childs_early_stopping():
+    train = config_lib.load_config("lstm_seq2seq").train
+    assert train.eval_every_steps == 0
+    assert trainer.small_corpus_schedule(train, 13) == {
+        "eval_every_steps": 100, "min_steps_before_early_stopping": 500, "early_stopping_patience_steps": 300}
+    assert trainer.small_corpus_schedule(train, 138) == {}  # A full corpus keeps validation per epoch.
+    train.min_steps_before_early_stopping = 50
+    assert "min_steps_before_early_stopping" not in trainer.small_corpus_schedule(train, 13)
+    train.eval_every_steps = 20
+    assert trainer.small_corpus_schedule(train, 13) == {}  # The user's own interval wins.
+
+
+def test_the_plain_train_command_on_a_small_corpus_records_the_schedule_it_used(tmp_path):
+    corpus = tsv_corpus(tmp_path / "small", make_pairs(360, seed=11), train=300, validation=30)
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "xling_zoo.train", "--model=lstm_seq2seq", f"--corpus={corpus}", "--pair=en-de",
+         f"--workdir={workdir}", "--steps=3", "--set=model.units=16", "--set=model.embedding_dim=16",
+         "--set=eval.validation_bleu_examples=8"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 300 pairs: the config's 4,000 pieces are capped to 512 (an upper bound: the made-up grammar
+    # fills fewer), and validation moves to every 100 updates.
+    assert "512 pieces" in result.stdout and "capped for a small corpus" in result.stdout
+    assert "A small corpus (" in result.stdout
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["train"]["eval_every_steps"] == 100
+    assert config["train"]["min_steps_before_early_stopping"] == 500
+    assert config["train"]["early_stopping_patience_steps"] == 300
+    assert 300 < Tokenizers.load(str(workdir / "tokenizer")).source.vocab_size <= 512
+    assert small_corpus_vocab_size(4000, 1000) == 1000 and small_corpus_vocab_size(4000, 20000) == 4000
