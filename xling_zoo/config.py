@@ -142,13 +142,26 @@ def validate(config):
     metric = _lookup(config, "train.selection_metric")
     if metric is not None and metric not in SELECTION_METRICS:
         problems.append(f"train.selection_metric={metric!r} must be one of {', '.join(SELECTION_METRICS)}")
-    problems += _mix_problems(config)
+    problems += _pair_problems(config) + _mix_problems(config)
     # Every dropout rate of the model section (dropout, attention_dropout, discriminator_dropout...).
     for key, value in (config.get("model") or {}).items():
         if "dropout" in key and isinstance(value, (int, float)) and not 0 <= value < 1:
             problems.append(f"model.{key}={value!r} must be in [0, 1)")
     if problems:
         raise UserError("; ".join(problems) + " (set with --set=KEY=VALUE)")
+
+
+def _pair_problems(config):
+    from xling_zoo.data.corpus import Pair  # Late: corpus imports TFDS.
+
+    try:
+        pair = Pair.parse(config.pair)
+    except UserError as error:
+        return [f"pair={config.pair!r}: {error}"]
+    if pair.is_multi_target and not config.data.target_language_tag:
+        return [f"pair={pair} has several target languages: it needs data.target_language_tag=True (the tag "
+                "tells the model which language to write)"]
+    return []
 
 
 def _mix_problems(config):
@@ -170,9 +183,9 @@ def _mix_problems(config):
             return [f"mix.pair={mix_pair!r}: {error}"]
         if mixed == own and (mix.get("corpus") or config.corpus) == config.corpus:
             return [f"mix.pair={mix_pair} is the run's own pair and corpus: there is nothing to mix in"]
-        if mixed.target_language != own.target_language and not config.data.target_language_tag:
-            return [f"mix.pair={mix_pair} translates into {mixed.target_language}, the run into "
-                    f"{own.target_language}: mixing target languages needs data.target_language_tag=True"]
+        if set(mixed.target_languages) != set(own.target_languages) and not config.data.target_language_tag:
+            return [f"mix.pair={mix_pair} translates into {', '.join(mixed.target_languages)}, the run into "
+                    f"{', '.join(own.target_languages)}: mixing target languages needs data.target_language_tag=True"]
     return []
 
 

@@ -192,6 +192,20 @@ def normalize_whitespace(sentences):
 XLA_SOURCE_LENGTH_MULTIPLE = 16
 
 
+def target_language_of(pair, target_language=None):
+    """The language a run of ``pair`` is asked to write: ``target_language`` (one of the pair's
+    targets), else the pair's only target. A multi-target run needs it named."""
+    if target_language is None:
+        if pair.is_multi_target:
+            raise UserError(f"the run translates into {', '.join(pair.target_languages)} (--pair={pair}): name the "
+                            "language to write with --target_language")
+        return pair.target_language
+    if target_language not in pair.target_languages:
+        raise UserError(f"--target_language={target_language}: the run (--pair={pair}) writes "
+                        f"{', '.join(pair.target_languages)}")
+    return target_language
+
+
 class Translator(tf.Module):
     """Raw strings in, translations out, in one graph: tokenize, decode, detokenize.
 
@@ -201,12 +215,13 @@ class Translator(tf.Module):
     length bucket and batch size here).
     """
 
-    def __init__(self, model, tokenizers, config, beam_size=None, max_decode_length=None, jit_compile=False):
+    def __init__(self, model, tokenizers, config, beam_size=None, max_decode_length=None, jit_compile=False,
+                 target_language=None):
         super().__init__(name="translator")
         self.model = model
         self.tokenizers = tokenizers
         self.data_config = config.data
-        self.target_language = Pair.parse(config.pair).target_language
+        self.target_language = target_language_of(Pair.parse(config.pair), target_language)
         self.beam_size = int(beam_size or config.eval.beam_size)
         if self.beam_size < 1:
             raise UserError(f"--beam_size must be >= 1, got {self.beam_size}")

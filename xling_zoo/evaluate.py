@@ -36,9 +36,11 @@ def score(hypotheses, references, target_language):
 def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=None, jit_compile=False):
     """Translates ``split`` with the run's best weights and writes hypotheses and metrics.
 
-    ``pair`` scores another pair into the run's target language than the one it trained on: one
-    source of a multi-source run (``en-de`` of an ``en,nl-de`` run) or an unseen source (zero-shot).
-    Its files then carry the pair in their names; ``metrics.json`` is left alone. ``jit_compile``
+    ``pair`` scores another pair into one of the run's target languages than the one it trained on:
+    one source of a multi-source run (``en-de`` of an ``en,nl-de`` run), an unseen source
+    (zero-shot), or one target of a multi-target run (``en-nl`` of an ``en-de,nl,fr`` run, which
+    needs it: a multi-target run is evaluated one target at a time). Its files then carry the pair
+    in their names; ``metrics.json`` is left alone. ``jit_compile``
     decodes with XLA (same translations, see decode.Translator).
     """
     if split not in corpus.SPLITS:
@@ -46,10 +48,16 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
     run = workdir_lib.load_run(workdir)
     config = run.config
     eval_pair = corpus.Pair.parse(pair) if pair else run.pair
-    if eval_pair.target_language != run.pair.target_language:
+    if eval_pair.is_multi_target:
+        first = f"{','.join(eval_pair.source_languages)}-{eval_pair.target_languages[0]}"
+        raise UserError(f"{'--pair=' + str(eval_pair) if pair else 'the run ' + str(run.workdir)} translates into "
+                        f"several languages ({', '.join(eval_pair.target_languages)}); evaluate one at a time: "
+                        f"--pair={first}")
+    if eval_pair.target_language not in run.pair.target_languages:
         raise UserError(f"--pair={eval_pair}: the run in {run.workdir} translates into "
-                        f"{run.pair.target_language} (--pair={config.pair}), not {eval_pair.target_language}")
-    translator = Translator(run.model, run.tokenizers, config, beam_size=beam_size, jit_compile=jit_compile)
+                        f"{', '.join(run.pair.target_languages)} (--pair={config.pair}), not {eval_pair.target_language}")
+    translator = Translator(run.model, run.tokenizers, config, beam_size=beam_size, jit_compile=jit_compile,
+                            target_language=eval_pair.target_language)
     examples = corpus.read_split(config.corpus, eval_pair, split, data_dir=config.data_dir or None,
                                skip_bad_lines=config.get("skip_bad_lines", False))
     if max_examples:
@@ -64,7 +72,7 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
     # Sources over data.max_length are translated from their first max_length tokens: counted.
     overlength = len(translator.overlength(sources))
 
-    target = run.pair.target_language
+    target = eval_pair.target_language
     metrics = score(hypotheses, references, target)
     metrics["copy_source"] = {k: v for k, v in score(sources, references, target).items() if k != "signatures"}
     metrics.update({

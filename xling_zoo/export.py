@@ -33,7 +33,7 @@ from absl import flags
 from xling_zoo import cli, serving
 from xling_zoo import workdir as workdir_lib
 from xling_zoo.data import corpus
-from xling_zoo.decode import Translator
+from xling_zoo.decode import Translator, target_language_of
 from xling_zoo.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -57,9 +57,9 @@ def next_version(export_dir):
 
 
 def export_run(workdir, export_dir=None, version=None, beam_size=None, which="best", max_input_bytes=4096,
-               check_sentences=16, split_long_sentences=False):
+               check_sentences=16, split_long_sentences=False, target_language=None):
     """Writes the SavedModel and returns its version folder (a pathlib.Path for a local folder, the
-    URL string otherwise)."""
+    URL string otherwise). A multi-target run is exported one target language at a time."""
     export_dir = str(export_dir) if export_dir else os.path.join(str(workdir), "export")
     try:
         if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
@@ -72,6 +72,7 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
         raise UserError(f"--check_sentences must be >= 0, got {check_sentences}")
     # Everything that can fail on the run itself fails before anything is written.
     run = workdir_lib.load_run(workdir, which)
+    target_language = target_language_of(run.pair, target_language)
     version = next_version(export_dir) if version is None else version
     if version < 1:
         raise UserError(f"--version must be >= 1 (TF Serving's version folders), got {version}")
@@ -80,7 +81,7 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
         raise UserError(f"{destination} already exists: TF Serving versions are never overwritten; "
                         "pass another --version or leave it out to take the next free one")
 
-    translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size)
+    translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size, target_language=target_language)
     graph = serving.ServingGraph(translator, max_input_bytes, split_long_sentences)
     # Not a number: TF Serving ignores the folder until it is published.
     staging = os.path.join(export_dir, f".staging-{version}-{uuid.uuid4().hex[:12]}")
@@ -93,13 +94,14 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
         ops = op_types(staging)
         checked = []
         if check_sentences:
-            examples = corpus.read_split(run.config.corpus, run.pair, "validation",
+            pair = corpus.Pair(run.pair.source_languages, (target_language,))
+            examples = corpus.read_split(run.config.corpus, pair, "validation",
                                          skip_bad_lines=run.config.get("skip_bad_lines", False),
                                          data_dir=run.config.data_dir or None)
             checked = [e["source"] for e in examples if accepts(graph, e["source"])][:check_sentences]
             check_export(staging, translator, checked)
         metadata = {"workdir": str(workdir), "checkpoint": run.checkpoint, "model_name": run.config.model_name,
-                    "pair": run.config.pair, "beam_size": translator.beam_size,
+                    "pair": run.config.pair, "target_language": target_language, "beam_size": translator.beam_size,
                     "max_decode_length": translator.max_decode_length,
                     "max_source_tokens": graph.max_source_tokens, "max_input_bytes": graph.max_input_bytes,
                     "split_long_sentences": graph.split_long_sentences,
@@ -225,11 +227,12 @@ def publish(staging, destination):
 
 def main(argv):
     destination = str(export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version, FLAGS.beam_size, FLAGS.checkpoint,
-                                 FLAGS.max_input_bytes, FLAGS.check_sentences, FLAGS.split_long_sentences))
+                                 FLAGS.max_input_bytes, FLAGS.check_sentences, FLAGS.split_long_sentences,
+                                 FLAGS.target_language))
     with tf.io.gfile.GFile(os.path.join(destination, METADATA_FILE)) as f:
         metadata = json.load(f)
     base_path = os.path.dirname(os.path.abspath(destination) if is_local(destination) else destination)
-    print(f"Exported {metadata['model_name']} {metadata['pair']} (beam {metadata['beam_size']}) to {destination}")
+    print(f"Exported {metadata['model_name']} {metadata['pair']} into {metadata['target_language']} (beam {metadata['beam_size']}) to {destination}")
     print(f"  signature {SIGNATURE_KEY}: sentences (tf.string [batch]) -> translations, status (tf.string [batch])"
           + ("; long sentences are split" if metadata["split_long_sentences"] else ""))
     print(f"  checked: {metadata['checked_sentences']} validation sentences translate identically "
@@ -257,4 +260,6 @@ if __name__ == "__main__":
     flags.DEFINE_bool("split_long_sentences", False, "Translate a sentence longer than data.max_length source "
                       "tokens in pieces (at sentence ends, then between words) and join the translations, "
                       "instead of returning status too_many_tokens.")
+    flags.DEFINE_string("target_language", None, "Language the export writes, for a run with several targets "
+                        "(--pair=en-de,nl,fr): one export per target language.")
     cli.run(main)

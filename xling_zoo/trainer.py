@@ -134,17 +134,22 @@ def _count_batches(dataset):
 
 
 class _Evaluator:
-    """Validation loss (distributed) and BLEU on a validation subset (decoded with the Translator)."""
+    """Validation loss (distributed) and BLEU on a validation subset (decoded with the Translator).
 
-    def __init__(self, strategy, model, dataset_fn, config, tokenizers, validation_examples, target_language):
+    A multi-target run's subset holds every target (its validation splits interleave): each is
+    translated with its own tag, and BLEU/chrF are scored over all of them together.
+    """
+
+    def __init__(self, strategy, model, dataset_fn, config, tokenizers, validation_examples, pair):
         self.strategy = strategy
         self.model = model
         self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
-        self.translator = Translator(model, tokenizers, config, beam_size=1)
+        self.translators = {target: Translator(model, tokenizers, config, beam_size=1, target_language=target)
+                            for target in pair.target_languages}
         limit = config.eval.validation_bleu_examples or len(validation_examples)
-        self.sources = [e["source"] for e in validation_examples[:limit]]
-        self.references = [e["target"] for e in validation_examples[:limit]]
-        self.target_language = target_language
+        self.examples = validation_examples[:limit]
+        self.references = [e["target"] for e in self.examples]
+        self.target_language = pair.target_languages[0]  # Picks sacreBLEU's tokenizer (zh, ja, ko).
         self.batch_size = config.eval.batch_size
 
         @tf.function
@@ -170,7 +175,12 @@ class _Evaluator:
             weighted, count = self.loss_step(batch)
             total += float(weighted)
             tokens += float(count)
-        hypotheses = self.translator.translate_all(self.sources, self.batch_size)
+        hypotheses = [None] * len(self.examples)
+        for target, translator in self.translators.items():
+            index = [i for i, e in enumerate(self.examples) if e.get("target_language", target) == target]
+            for i, hypothesis in zip(index, translator.translate_all([self.examples[i]["source"] for i in index],
+                                                                     self.batch_size)):
+                hypotheses[i] = hypothesis
         bleu = score(hypotheses, self.references, self.target_language)
         return {"validation_loss": total / max(tokens, 1.0), "validation_bleu": bleu["bleu"],
                 "validation_chrf": bleu["chrf"]}
@@ -346,10 +356,10 @@ def train_and_evaluate(config, workdir, transfer=None):
 
     # XLA and TPUs compile once per input shape: every batch of a bucket gets the bucket's shape.
     static_shapes = config.train.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
-    common = dict(target_language=pair.target_language, source_languages=languages.source,
+    common = dict(target_language=pair.target_languages[0], source_languages=languages.source,
                   target_languages=languages.target, static_shapes=static_shapes)
     length_report = pipeline.length_report(load("train", max_train_examples=config.max_train_examples),
-                                           tokenizers, config.data, target_language=pair.target_language)
+                                           tokenizers, config.data, target_language=pair.target_languages[0])
     logging.info("Training pairs: %d; longer than data.max_length=%d: %d (%s)", length_report["examples"],
                  config.data.max_length, length_report["overlength"], length_report["action"])
 
@@ -466,8 +476,7 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
         return train_dataset_fn(input_context).repeat().skip(step * per_step)
 
     train_iterator = iter(strategy.distribute_datasets_from_function(train_stream))
-    evaluator = _Evaluator(strategy, model, validation_dataset_fn, config, tokenizers, validation_examples,
-                           pair.target_language)
+    evaluator = _Evaluator(strategy, model, validation_dataset_fn, config, tokenizers, validation_examples, pair)
     train_step = make_train_step(strategy, model, optimizer, config.train.jit_compile)
 
     history = state.get("history", [])

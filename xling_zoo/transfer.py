@@ -13,8 +13,9 @@ Vocabulary (``vocab``):
   child   train a new SentencePiece model on the child's training data (the parent's tokenizer
           settings unless overridden with ``--set=tokenizer.vocab_size=...``).
 Either way every weight that ``Task.vocab_axes()`` indexes by a vocabulary is remapped piece by
-piece: a piece the parent knows keeps the parent's row; a new language tag starts as the tag the
-parent was trained with; any other new piece starts as the mean of the parent rows of the pieces
+piece: a piece the parent knows keeps the parent's row; a new language tag starts as the mean of the
+tags of the languages the parent wrote (its one target's tag, or all of a multi-target parent's
+``--pair=en-de,nl,fr``); any other new piece starts as the mean of the parent rows of the pieces
 the parent tokenizer splits it into (the mean of all rows when that gives nothing). Every other
 weight is copied. Optimizer state is fresh. ``CHILD/transfer.json`` lists what was done.
 
@@ -152,7 +153,7 @@ def child_tokenizers(parent_tokenizers, languages, vocab, tokenizer_config, trai
       (``mixing.languages``): each gets a tag.
     """
     if isinstance(languages, corpus.Pair):
-        languages = mixing.Languages(languages.source_languages, (languages.target_language,))
+        languages = mixing.Languages(languages.source_languages, languages.target_languages)
     languages = sorted(set(languages.source) | set(languages.target))
     if vocab == "child":
         return train_tokenizers(train_examples, tokenizer_config, languages, seed=seed)
@@ -203,7 +204,8 @@ class Transfer:
             raise UserError(f"--transferred_lr_multiplier must be > 0, got {transferred_lr_multiplier} "
                             "(use --freeze to keep weights fixed)")
 
-        parent_tags = [language_tag(parent.pair.target_language)]
+        # A new language's tag starts as the mean of the tags of the languages the parent wrote.
+        parent_tags = [language_tag(target) for target in parent.pair.target_languages]
         self.remaps = {"source": remap_vocabulary(parent.tokenizers.source, tokenizers.source, parent_tags)}
         self.remaps["target"] = (self.remaps["source"] if parent.tokenizers.joint and tokenizers.joint else
                                  remap_vocabulary(parent.tokenizers.target, tokenizers.target, parent_tags))
@@ -392,7 +394,7 @@ def _steps_per_epoch(config, pair, tokenizers):
     own_count = int(own.reduce(np.int64(0), lambda count, _: count + 1))
     languages = mixing.languages(config)
     examples = mixing.training_examples(config, own_count, config.train.seed)
-    dataset = pipeline.make_dataset(examples, tokenizers, config.data, target_language=pair.target_language,
+    dataset = pipeline.make_dataset(examples, tokenizers, config.data, target_language=pair.target_languages[0],
                                     source_languages=languages.source, target_languages=languages.target,
                                     training=True, seed=config.train.seed)
     return max(1, int(dataset.reduce(np.int64(0), lambda count, _: count + 1)))
@@ -427,7 +429,7 @@ def check_parent_vocabulary(parent_tokenizers, config, child_pair):
     if not examples:
         raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
     sides = (("source", parent_tokenizers.source, ", ".join(child_pair.source_languages)),
-             ("target", parent_tokenizers.target, child_pair.target_language))
+             ("target", parent_tokenizers.target, ", ".join(child_pair.target_languages)))
     for side, tokenizer, language in sides:
         share = byte_piece_share(tokenizer, [example[side] for example in examples])
         if share > MAX_BYTE_PIECE_SHARE:

@@ -16,12 +16,14 @@ flags.DEFINE_string("workdir", None, "Run directory (trained with python -m xlin
 flags.DEFINE_integer("beam_size", None, "Beam width (default: the run's eval.beam_size; 1 = greedy).")
 flags.DEFINE_integer("batch_size", 64, "Sentences translated together.")
 flags.DEFINE_bool("jit_compile", False, "Compile the decoder with XLA (pays off on long inputs).")
+flags.DEFINE_string("target_language", None, "Language to write, for a run with several targets (--pair=en-de,nl,fr).")
 
 
-def translate_lines(run, lines, beam_size=None, batch_size=64, jit_compile=False):
+def translate_lines(run, lines, beam_size=None, batch_size=64, jit_compile=False, target_language=None):
     from xling_zoo.decode import Translator
 
-    translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size, jit_compile=jit_compile)
+    translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size, jit_compile=jit_compile,
+                            target_language=target_language)
     texts = [line.rstrip("\n") for line in lines]
     nonempty = [i for i, t in enumerate(texts) if t.strip()]
     limit = run.config.data.max_length
@@ -38,12 +40,16 @@ def main(argv):
     from xling_zoo.errors import UserError
     from xling_zoo.workdir import load_run
 
-    run = load_run(FLAGS.workdir)  # Before reading stdin: a bad --workdir fails at once.
+    from xling_zoo.decode import target_language_of
+
+    run = load_run(FLAGS.workdir)  # Before reading stdin: a bad --workdir or language fails at once.
+    target_language_of(run.pair, FLAGS.target_language)
     lines = sys.stdin.readlines()
     if not any(line.strip() for line in lines):
         raise UserError("stdin is empty: pipe the sentences to translate, one per line "
                         f"(echo 'Save the file' | python -m xling_zoo.translate --workdir={FLAGS.workdir})")
-    for translation in translate_lines(run, lines, FLAGS.beam_size, FLAGS.batch_size, FLAGS.jit_compile):
+    for translation in translate_lines(run, lines, FLAGS.beam_size, FLAGS.batch_size, FLAGS.jit_compile,
+                                       FLAGS.target_language):
         print(translation)
 
 

@@ -40,38 +40,65 @@ _LANGUAGE = re.compile(r"[a-z]{2,3}(?:_[a-z0-9]+)*")
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-    """A translation direction: one or more source languages into one target language."""
+    """A translation direction: one or more source languages into one target language, or one source
+    language into several targets (a multi-target run, ``en-de,nl,fr``: the target-language tag on
+    each source tells the model which language to write)."""
 
     source_languages: tuple[str, ...]
-    target_language: str
+    target_languages: tuple[str, ...]
 
     def __post_init__(self):
         object.__setattr__(self, "source_languages", tuple(self.source_languages))
-        for language in self.source_languages + (self.target_language,):
+        object.__setattr__(self, "target_languages", tuple(self.target_languages))
+        for language in self.source_languages + self.target_languages:
             if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
                 raise UserError(f"{language!r} is not a language code (lowercase letters, like de, "
                                 f"pt_br or zh_hans)")
         if not self.source_languages:
             raise UserError("a pair needs at least one source language")
-        if len(set(self.source_languages)) != len(self.source_languages):
-            raise UserError(f"pair {self} repeats a source language")
-        if self.target_language in self.source_languages:
-            raise UserError(f"pair {self} translates {self.target_language} into itself")
+        if not self.target_languages:
+            raise UserError("a pair needs at least one target language")
+        for side, languages in (("source", self.source_languages), ("target", self.target_languages)):
+            if len(set(languages)) != len(languages):
+                raise UserError(f"pair {self} repeats a {side} language")
+        if self.is_multi_source and self.is_multi_target:
+            raise UserError(f"pair {self} has several sources and several targets; one side must be a single "
+                            "language (de,fr,es-en or en-de,nl,fr)")
+        into_itself = [lang for lang in self.target_languages if lang in self.source_languages]
+        if into_itself:
+            raise UserError(f"pair {self} translates {into_itself[0]} into itself")
 
     @classmethod
     def parse(cls, text):
-        """'en-de', 'nl-en' or 'de,fr,es-en' (several sources into one target)."""
+        """'en-de', 'nl-en', 'de,fr,es-en' (several sources into one target) or 'en-de,nl,fr' (one
+        source into several targets)."""
         if not isinstance(text, str) or text.count("-") != 1:
-            raise UserError(f"pair {text!r} is not of the form SRC-TGT, e.g. en-de, nl-en or de,fr,es-en")
-        sources, target = text.strip().lower().split("-")
-        return cls(tuple(s.strip() for s in sources.split(",")), target.strip())
+            raise UserError(f"pair {text!r} is not of the form SRC-TGT, e.g. en-de, nl-en, de,fr,es-en or en-de,nl,fr")
+        sources, targets = text.strip().lower().split("-")
+        return cls(tuple(s.strip() for s in sources.split(",")), tuple(t.strip() for t in targets.split(",")))
+
+    @property
+    def target_language(self):
+        """The one target language; a multi-target pair has none, and says which to choose."""
+        if self.is_multi_target:
+            raise UserError(f"pair {self} translates into several languages ({', '.join(self.target_languages)}): "
+                            f"name one, e.g. --pair={','.join(self.source_languages)}-{self.target_languages[0]}")
+        return self.target_languages[0]
 
     @property
     def is_multi_source(self):
         return len(self.source_languages) > 1
 
+    @property
+    def is_multi_target(self):
+        return len(self.target_languages) > 1
+
+    def single_target_pairs(self):
+        """One pair per target language."""
+        return [Pair(self.source_languages, (target,)) for target in self.target_languages]
+
     def __str__(self):
-        return f"{','.join(self.source_languages)}-{self.target_language}"
+        return f"{','.join(self.source_languages)}-{','.join(self.target_languages)}"
 
 
 def default_data_dir():
@@ -214,7 +241,17 @@ def _tfds_parts(spec, pair, data_dir):
     return [_Part(builder, source, pair.target_language, split_names, carved) for source in pair.source_languages]
 
 
+def _check_multi_target(corpus, pair):
+    if CorpusSpec.parse(corpus).scheme == "tsv":
+        raise UserError(f"pair {pair} has several target languages, but a tsv: corpus holds one; use builtin, "
+                        "tfds: or text:PREFIX (PREFIX.<lang> files)")
+
+
 def _parts(corpus, pair, data_dir, skip_bad_lines, wheels_dir):
+    if pair.is_multi_target:
+        _check_multi_target(corpus, pair)
+        return [part for single in pair.single_target_pairs()
+                for part in _parts(corpus, single, data_dir, skip_bad_lines, wheels_dir)]
     spec = CorpusSpec.parse(corpus)
     if spec.scheme == "builtin":
         return _builtin_parts(pair, data_dir, wheels_dir)
@@ -274,7 +311,8 @@ def _check_max_train_examples(max_train_examples):
 
 def load_split(corpus, pair, split, *, data_dir=None, max_train_examples=0, skip_bad_lines=False,
                wheels_dir=None):
-    """A split as a tf.data.Dataset of {"source", "target", "source_language"} tf.string scalars.
+    """A split as a tf.data.Dataset of {"source", "target", "source_language"} tf.string scalars, and
+    "target_language" for a multi-target pair (its targets' splits interleaved round-robin).
 
     The order is deterministic; for train it is the hash order, so ``max_train_examples=N`` keeps a
     fixed subsample and the first 1k are inside the first 2k. Prepares the corpus on first use.
@@ -284,8 +322,16 @@ def load_split(corpus, pair, split, *, data_dir=None, max_train_examples=0, skip
     pair = _as_pair(pair)
     _check_split(split)
     _check_max_train_examples(max_train_examples)
-    parts = _parts(corpus, pair, _data_dir(data_dir), skip_bad_lines, wheels_dir)
-    dataset = _interleave([_part_dataset(part, split) for part in parts])
+    if pair.is_multi_target:
+        _check_multi_target(corpus, pair)
+        # Round-robin over the targets, each example carrying its target language (for its tag).
+        dataset = _interleave([
+            load_split(corpus, single, split, data_dir=data_dir, skip_bad_lines=skip_bad_lines, wheels_dir=wheels_dir)
+            .map(lambda example, language=single.target_language: {**example, "target_language": tf.constant(language)})
+            for single in pair.single_target_pairs()])
+    else:
+        parts = _parts(corpus, pair, _data_dir(data_dir), skip_bad_lines, wheels_dir)
+        dataset = _interleave([_part_dataset(part, split) for part in parts])
     if split == "train" and max_train_examples:
         dataset = dataset.take(max_train_examples)
     return dataset
@@ -347,7 +393,8 @@ def summarize(corpus, pair, *, data_dir=None, max_train_examples=0, skip_bad_lin
         "corpus": corpus,
         "pair": str(pair),
         "source_languages": list(pair.source_languages),
-        "target_language": pair.target_language,
+        "target_language": None if pair.is_multi_target else pair.target_language,
+        "target_languages": list(pair.target_languages),
         "splits": sizes,
         "max_train_examples": max_train_examples,
         "data_dir": data_dir,

@@ -41,11 +41,11 @@ def mix_pair(config):
 def languages(config):
     """The ``Languages`` of ``config``'s training examples (its pair, then the mixed-in pair's)."""
     own = corpus.Pair.parse(config.pair)
-    source, target = list(own.source_languages), [own.target_language]
+    source, target = list(own.source_languages), list(own.target_languages)
     other = mix_pair(config)
     if other is not None:
         source += [lang for lang in other.source_languages if lang not in source]
-        target += [other.target_language] if other.target_language not in target else []
+        target += [lang for lang in other.target_languages if lang not in target]
     return Languages(tuple(source), tuple(target))
 
 
@@ -54,8 +54,11 @@ def mixed_count(own_count, ratio):
     return int(round(own_count * ratio / (1.0 - ratio)))
 
 
-def _with_target(examples, target_language):
-    return examples.map(lambda example: {**example, "target_language": tf.constant(target_language)})
+def _with_target(examples, pair):
+    """The examples, each with its target language (a multi-target pair's carry theirs already)."""
+    if pair.is_multi_target:
+        return examples
+    return examples.map(lambda example: {**example, "target_language": tf.constant(pair.target_language)})
 
 
 def _load_train(config, pair, corpus_spec, own):
@@ -84,8 +87,8 @@ def training_examples(config, own_count, seed):
     other = _load_train(config, str(other_pair), config.mix.corpus or config.corpus, own=False)
     # A pass draws `count` examples from anywhere in the other split, a different sample each pass.
     other = other.shuffle(_MIX_SHUFFLE_BUFFER, seed=seed + 1, reshuffle_each_iteration=True).repeat().take(count)
-    own = _with_target(own, own_pair.target_language)
-    other = _with_target(other, other_pair.target_language)
+    own = _with_target(own, own_pair)
+    other = _with_target(other, other_pair)
     weights = [1.0 - config.mix.ratio, config.mix.ratio]
     return tf.data.Dataset.sample_from_datasets([own, other], weights=weights, seed=seed,
                                                 stop_on_empty_dataset=False)
