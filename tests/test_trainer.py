@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -135,21 +136,89 @@ def run_cli(module, *args, stdin=""):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_translate_cli(trained_run):
+# Runs several command lines of one entry point in a single Python, each as `python -m` runs it
+# (runpy, as __main__) with its own stdin, stdout, stderr (file descriptors: TensorFlow's C++ output
+# too) and exit code. TensorFlow is imported once rather than once per command line.
+CLI_DRIVER = textwrap.dedent("""
+    import json, os, runpy, sys, tempfile, traceback
+    from absl import flags
+    module, commands, results_path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    saved = {fd: os.dup(fd) for fd in (0, 1, 2)}
+    results = []
+    for args, stdin in commands:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        flags.FLAGS.unparse_flags()
+        sys.argv = [module, *args]
+        files = {fd: tempfile.TemporaryFile() for fd in (0, 1, 2)}
+        files[0].write(stdin.encode(sys.__stdin__.encoding))
+        files[0].seek(0)
+        for fd, f in files.items():
+            os.dup2(f.fileno(), fd)
+        sys.stdin = open(0, encoding=sys.__stdin__.encoding, closefd=False)
+        code = 0
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd in (0, 1, 2):
+            os.dup2(saved[fd], fd)
+        output = {}
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            files[fd].seek(0)
+            output[name] = files[fd].read().decode("utf-8", "replace")
+        results.append({"returncode": code, **output})
+    with open(results_path, "w") as f:
+        json.dump(results, f)
+""")
+
+
+def run_cli_commands(module, commands, results_path):
+    """[(args, stdin)] -> one CompletedProcess per command line, all run by one Python (CLI_DRIVER)."""
+    done = subprocess.run([sys.executable, "-c", CLI_DRIVER, f"xling_zoo.{module}", json.dumps(commands),
+                           str(results_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(results_path.read_text())
+    return [subprocess.CompletedProcess(args, r["returncode"], r["stdout"], r["stderr"])
+            for (args, _), r in zip(commands, results, strict=True)]
+
+
+LONG_LINE = " ".join(["The red user opens the file."] * 20)
+
+
+@pytest.fixture(scope="module")
+def translate_cli(trained_run, tmp_path_factory):
+    """The translate command lines of the tests below, one Python for all: name -> CompletedProcess."""
     _, workdir, _ = trained_run
-    done = run_cli("translate", f"--workdir={workdir}", stdin="The red user opens the file.\n\nThe old window closes a big picture.\n")
+    directory = tmp_path_factory.mktemp("translate_cli")
+    commands = {
+        "two_lines_and_a_blank": ([f"--workdir={workdir}"],
+                                  "The red user opens the file.\n\nThe old window closes a big picture.\n"),
+        "empty_stdin": ([f"--workdir={workdir}"], ""),
+        "long_line": ([f"--workdir={workdir}"], f"The user saves.\n{LONG_LINE}\n"),
+        "missing_run": ([f"--workdir={directory / 'nothing'}"], "hello\n"),
+    }
+    return dict(zip(commands, run_cli_commands("translate", list(commands.values()), directory / "results.json")))
+
+
+def test_translate_cli(translate_cli):
+    done = translate_cli["two_lines_and_a_blank"]
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split("\n")
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
-    empty = run_cli("translate", f"--workdir={workdir}", stdin="")
+    empty = translate_cli["empty_stdin"]
     assert empty.returncode == 2 and "stdin is empty" in empty.stderr
-    long_line = " ".join(["The red user opens the file."] * 20)
-    cut = run_cli("translate", f"--workdir={workdir}", stdin=f"The user saves.\n{long_line}\n")
+    cut = translate_cli["long_line"]
     assert cut.returncode == 0 and len(cut.stdout.splitlines()) == 2
     assert "warning: line 2 has" in cut.stderr and "at most 48 (data.max_length)" in cut.stderr
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_TRAIN_INPUT = [
     (["--model=nope"], "unknown model 'nope'; registered models: "),
     (["--set=train.stepz=1"], "unknown key 'train.stepz'"),
     (["--set=train.steps=lots"], "takes a int"),
@@ -159,22 +228,38 @@ def test_translate_cli(trained_run):
     (["--set=train.learning_rate=0"], "train.learning_rate=0.0 must be > 0"),
     (["--set=train.learning_rate=-0.001"], "train.learning_rate=-0.001 must be > 0"),
     (["--steps=-5"], "train.steps=-5 must be >= 0"),
-])
-def test_train_cli_bad_input(args, message, tmp_path):
-    done = run_cli("train", f"--workdir={tmp_path / 'run'}", *args)
+]
+
+
+@pytest.fixture(scope="module")
+def train_cli(tmp_path_factory):
+    """Every train command line of the tests below, one Python for all: (directory, results); the
+    i-th bad input writes to directory/run<i>, then --list_models."""
+    directory = tmp_path_factory.mktemp("train_cli")
+    commands = [([f"--workdir={directory / f'run{i}'}", *args], "") for i, (args, _) in enumerate(BAD_TRAIN_INPUT)]
+    commands.append((["--list_models"], ""))
+    return directory, run_cli_commands("train", commands, directory / "results.json")
+
+
+@pytest.mark.parametrize("case", range(len(BAD_TRAIN_INPUT)),
+                         ids=[f"args{i}-{message}" for i, (_, message) in enumerate(BAD_TRAIN_INPUT)])
+def test_train_cli_bad_input(case, train_cli):
+    directory, results = train_cli
+    message = BAD_TRAIN_INPUT[case][1]
+    done = results[case]
     assert done.returncode != 0
     assert message in done.stderr
     assert "Traceback" not in done.stderr
-    assert not (tmp_path / "run").exists()
+    assert not (directory / f"run{case}").exists()
 
 
-def test_translate_cli_missing_run(tmp_path):
-    done = run_cli("translate", f"--workdir={tmp_path / 'nothing'}", stdin="hello\n")
+def test_translate_cli_missing_run(translate_cli):
+    done = translate_cli["missing_run"]
     assert done.returncode == 2 and "does not exist" in done.stderr
 
 
-def test_list_models_cli():
-    done = run_cli("train", "--list_models")
+def test_list_models_cli(train_cli):
+    done = train_cli[1][-1]
     assert done.returncode == 0 and "lstm_seq2seq" in done.stdout.split()
 
 
