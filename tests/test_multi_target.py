@@ -163,3 +163,20 @@ def test_a_new_languages_tag_starts_as_the_mean_of_the_parents_target_tags(paren
                                        (parent_rows[tag("de")] + parent_rows[tag("nl")]) / 2, rtol=1e-5, atol=1e-7)
             checked += 1
     assert checked >= 2  # The embedding and the output layer.
+
+
+# === Both directions: a new source language (X->en from a de->en parent) ===
+
+def test_a_new_source_language_transfers_from_a_parent_into_english(multiway, tmp_path):
+    parent_dir = tmp_path / "de-en"
+    trainer.train_and_evaluate(small_config(multiway, "de-en"), parent_dir)
+    child_dir = tmp_path / "af-en"
+    transfer_lib.transfer(parent_dir, child_dir, "af-en", corpus_spec=multiway, max_train_examples=200,
+                          overrides=["train.steps=2", "train.eval_every_steps=2", "train.warmup_steps=1"])
+    report = json.loads((child_dir / "transfer.json").read_text())
+    assert report["parent_pair"] == "de-en" and report["child"]["pair"] == "af-en"
+    # The target side is the parent's: English keeps its tag; the only new piece is the new language's
+    # tag (every language of a pair has one, as in train).
+    assert report["vocabularies"]["joint"]["new_pieces"] == ["<2af>"]
+    metrics = evaluate.evaluate_run(str(child_dir), max_examples=10)
+    assert metrics["pair"] == "af-en" and metrics["examples"] == 10
