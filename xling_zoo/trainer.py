@@ -28,8 +28,8 @@ from xling_zoo.data import corpus, mixing, pipeline
 from xling_zoo.data.tokenizer import SubwordTokenizer, Tokenizers, small_corpus_vocab_size, train_tokenizers
 from xling_zoo.decode import Translator
 from xling_zoo.errors import Interrupted, UserError
-from xling_zoo.registry import get_model
 from xling_zoo.evaluate import score
+from xling_zoo.registry import get_model
 from xling_zoo.strategy import STRATEGIES, is_chief, make_strategy  # noqa: F401  (STRATEGIES: re-exported)
 
 @keras.saving.register_keras_serializable("xling_zoo")
