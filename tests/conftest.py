@@ -62,6 +62,16 @@ def tiny_tsv(tmp_path_factory):
     return f"tsv:{train},{validation},{test}"
 
 
+@pytest.fixture(scope="session")
+def prepared_tiny_tsv(tiny_tsv):
+    """tiny_tsv, its en-de corpus already prepared in the session's data dir, as a run would prepare
+    it on first use: for tests that start several training commands on it at once."""
+    from xling_zoo.data import corpus
+
+    corpus.load_split(tiny_tsv, "en-de", "train")
+    return tiny_tsv
+
+
 def shrink(config, corpus):
     """The real config, made tiny: the smoke tests exercise the same code and fields."""
     from xling_zoo import config as config_lib

@@ -54,24 +54,29 @@ def checkpoint_steps(workdir):
     return sorted(int(p.rsplit("-", 1)[1]) for p in checkpoints.checkpoint_paths(os.path.join(workdir, "checkpoints")))
 
 
-def test_sigkill_mid_epoch_then_rerun_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, tiny_tsv):
-    # 480 steps, an evaluation every 240, a checkpoint every 40: killed after a checkpoint that is
-    # not an evaluation, the rerun must skip exactly the batches it trained on.
-    flags = ["--deterministic", "--steps=480", "--set=train.eval_every_steps=240",
+def test_sigkill_mid_epoch_then_rerun_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, prepared_tiny_tsv):
+    # 240 steps, an evaluation every 120, a checkpoint every 40: killed after a checkpoint that is
+    # not an evaluation, the rerun must skip exactly the batches it trained on. The uninterrupted
+    # run trains meanwhile, in its own process; both read the corpus prepared beforehand.
+    tiny_tsv = prepared_tiny_tsv
+    flags = ["--deterministic", "--steps=240", "--set=train.eval_every_steps=120",
              "--set=train.checkpoint_every_steps=40"]
-    run(train_command(tiny_tsv, tmp_path / "whole", *flags))
+    uninterrupted = subprocess.Popen(train_command(tiny_tsv, tmp_path / "whole", *flags), cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     workdir = tmp_path / "killed"
     process = subprocess.Popen(train_command(tiny_tsv, workdir, *flags), cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: any(40 <= s < 480 and s % 240 for s in checkpoint_steps(workdir)), process)
+    wait_for(lambda: any(40 <= s < 240 and s % 120 for s in checkpoint_steps(workdir)), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
     killed_at = max(checkpoint_steps(workdir))
-    assert 0 < killed_at < 480
+    assert 0 < killed_at < 240
 
     resumed = run(train_command(tiny_tsv, workdir, *flags))
+    _, stderr = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, stderr[-3000:]
     assert f"at step {killed_at}" in resumed.stdout
     whole = saved_values(workdir_lib.latest_checkpoint(tmp_path / "whole", "latest"))
     again = saved_values(workdir_lib.latest_checkpoint(workdir, "latest"))
