@@ -329,7 +329,6 @@ def train_and_evaluate(config, workdir, transfer=None):
     status = workdir_lib.check(config, workdir)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.train.seed)
     strategy = make_strategy(config.train)
     chief = is_chief(strategy)
     if chief:
@@ -352,6 +351,9 @@ def train_and_evaluate(config, workdir, transfer=None):
         raise UserError(f"the train split of {config.corpus} {pair} is empty")
     mixing.check_mix(config, get_model(config.model_name))
     languages = mixing.languages(config)
+    # Seeded after the corpus is read: preparing a corpus on first use draws op seeds, and a run that
+    # prepared it would otherwise train to other weights than the same command rerun.
+    keras.utils.set_random_seed(config.train.seed)
     tokenizers = _tokenizers_for(config, workdir, status, chief, pair, train_examples, transfer)
 
     # XLA and TPUs compile once per input shape: every batch of a bucket gets the bucket's shape.
