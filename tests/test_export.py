@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import make_pairs, shrink, write_tsv
+from tests.conftest import make_pairs, run_cli_commands, shrink, write_tsv
 from xling_zoo import config as config_lib
 from xling_zoo import export, serving, trainer
 from xling_zoo import transfer as transfer_lib
@@ -334,15 +334,15 @@ def test_bad_requests_are_refused_before_writing(tmp_path, tiny_config, lstm_run
 
 
 def test_export_cli(lstm_run, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "xling_zoo.export", f"--workdir={lstm_run}",
-                           f"--export_dir={tmp_path / 'serving'}", "--version=7", "--check_sentences=2",
-                           "--split_long_sentences"], capture_output=True, text=True, timeout=300)
+    # Both command lines in one Python (tests/conftest.py run_cli_commands).
+    done, bad = run_cli_commands("export", [
+        ([f"--workdir={lstm_run}", f"--export_dir={tmp_path / 'serving'}", "--version=7", "--check_sentences=2",
+          "--split_long_sentences"], ""),
+        ([f"--workdir={tmp_path / 'missing'}"], "")], tmp_path / "results.json")
     assert done.returncode == 0, done.stderr
     assert f"to {tmp_path / 'serving' / '7'}" in done.stdout
     assert "2 validation sentences translate identically in the session loader" in done.stdout
     assert "long sentences are split" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "xling_zoo.export", f"--workdir={tmp_path / 'missing'}"],
-                         capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 

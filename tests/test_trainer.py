@@ -4,12 +4,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import run_cli_commands
 from xling_zoo import config as config_lib
 from xling_zoo import evaluate, trainer
 from xling_zoo import workdir as workdir_lib
@@ -134,58 +134,6 @@ def test_evaluate_without_a_checkpoint_is_a_clear_error(tmp_path, tiny_config):
 def run_cli(module, *args, stdin=""):
     return subprocess.run([sys.executable, "-m", f"xling_zoo.{module}", *args], input=stdin,
                           capture_output=True, text=True, timeout=300)
-
-
-# Runs several command lines of one entry point in a single Python, each as `python -m` runs it
-# (runpy, as __main__) with its own stdin, stdout, stderr (file descriptors: TensorFlow's C++ output
-# too) and exit code. TensorFlow is imported once rather than once per command line.
-CLI_DRIVER = textwrap.dedent("""
-    import json, os, runpy, sys, tempfile, traceback
-    from absl import flags
-    module, commands, results_path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-    saved = {fd: os.dup(fd) for fd in (0, 1, 2)}
-    results = []
-    for args, stdin in commands:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        flags.FLAGS.unparse_flags()
-        sys.argv = [module, *args]
-        files = {fd: tempfile.TemporaryFile() for fd in (0, 1, 2)}
-        files[0].write(stdin.encode(sys.__stdin__.encoding))
-        files[0].seek(0)
-        for fd, f in files.items():
-            os.dup2(f.fileno(), fd)
-        sys.stdin = open(0, encoding=sys.__stdin__.encoding, closefd=False)
-        code = 0
-        try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd in (0, 1, 2):
-            os.dup2(saved[fd], fd)
-        output = {}
-        for fd, name in ((1, "stdout"), (2, "stderr")):
-            files[fd].seek(0)
-            output[name] = files[fd].read().decode("utf-8", "replace")
-        results.append({"returncode": code, **output})
-    with open(results_path, "w") as f:
-        json.dump(results, f)
-""")
-
-
-def run_cli_commands(module, commands, results_path):
-    """[(args, stdin)] -> one CompletedProcess per command line, all run by one Python (CLI_DRIVER)."""
-    done = subprocess.run([sys.executable, "-c", CLI_DRIVER, f"xling_zoo.{module}", json.dumps(commands),
-                           str(results_path)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(results_path.read_text())
-    return [subprocess.CompletedProcess(args, r["returncode"], r["stdout"], r["stderr"])
-            for (args, _), r in zip(commands, results, strict=True)]
 
 
 LONG_LINE = " ".join(["The red user opens the file."] * 20)
