@@ -13,6 +13,7 @@ from xling_zoo import config as config_lib
 from xling_zoo import trainer
 from xling_zoo import transfer as transfer_lib
 from xling_zoo.data import mixing, pipeline
+from xling_zoo.data.corpus import Pair
 from xling_zoo.data.tokenizer import Tokenizers, small_corpus_vocab_size
 from xling_zoo.errors import UserError
 from xling_zoo.registry import get_model
@@ -155,11 +156,27 @@ def test_a_child_the_parent_vocabulary_spells_as_bytes_is_refused_with_what_to_d
     greek = tsv_corpus(tmp_path / "el", rows, train=200, validation=50)
     child = tmp_path / "child"
     with pytest.raises(UserError, match=r"spells \d+% of the child's target text \(el.*--vocab=child"):
-        transfer_lib.transfer(parent_dir, child, "en-el", corpus_spec=greek, overrides=["train.steps=1"])
+        transfer_lib.transfer(parent_dir, child, "en-el", corpus_spec=greek, vocab="parent",
+                              overrides=["train.steps=1"])
     assert not child.exists()
     parent = Tokenizers.load(f"{parent_dir}/tokenizer")
     assert transfer_lib.byte_piece_share(parent.target, [r[1] for r in rows]) > 0.5
     assert transfer_lib.byte_piece_share(parent.target, [r[0] for r in rows]) == 0
+    # The default, --vocab=auto, trains the child's own vocabulary instead.
+    config = config_lib.from_json(open(f"{parent_dir}/config.json").read())
+    config.corpus = greek
+    shares = transfer_lib.parent_vocabulary_shares(parent, config, Pair.parse("en-el"))
+    assert shares["source"][1] == 0 and shares["target"][1] > 0.5
+    assert transfer_lib.choose_vocab("auto", shares) == "child"
+    assert transfer_lib.choose_vocab("child", shares) == "child"
+
+
+def test_auto_keeps_the_parent_vocabulary_below_10_percent_byte_pieces():
+    clean = {"source": ("en", 0.0, 1000), "target": ("sv", 0.001, 1000)}
+    czech = {"source": ("en", 0.0, 1000), "target": ("cs", 0.22, 1000)}
+    assert transfer_lib.choose_vocab("auto", clean) == "parent" == transfer_lib.choose_vocab("parent", clean)
+    assert transfer_lib.choose_vocab("auto", czech) == "child"
+    assert transfer_lib.choose_vocab("parent", czech) == "parent"  # Asked for: warned about, not refused.
 
 
 # === Mixed fine-tuning end to end ===

@@ -8,6 +8,8 @@ a ``Transfer`` object as its ``transfer`` hook. The child directory is an ordina
 rerunning the same command resumes it.
 
 Vocabulary (``vocab``):
+  auto    (the default) the parent's, unless it spells over 10% of the child's text as UTF-8 byte
+          pieces (Czech from an en-de parent: 22%), then the child's (``choose_vocab``).
   parent  keep the parent's subword vocabulary ("trivial transfer", Kocmi & Bojar 2018); a missing
           language tag (``<2nl>``) is appended with ``SubwordTokenizer.add_pieces``.
   child   train a new SentencePiece model on the child's training data (the parent's tokenizer
@@ -39,7 +41,7 @@ from xling_zoo.data import corpus, mixing
 from xling_zoo.data.tokenizer import Tokenizers, language_tag, train_tokenizers
 from xling_zoo.errors import UserError
 
-VOCAB_MODES = ("parent", "child")
+VOCAB_MODES = ("auto", "parent", "child")
 TRANSFER_FILE = "transfer.json"
 # transfer.json keys that must not change when a child run is resumed: they fix its tokenizer and
 # the structure of its optimizer checkpoint.
@@ -298,7 +300,9 @@ class Transfer:
 
 def format_report(report):
     """A few lines for the console."""
-    lines = [f"Transfer from {report['parent']} ({report['parent_pair']}) with --vocab={report['vocab']}:"]
+    lines = [f"Transfer from {report['parent']} ({report['parent_pair']}) with --vocab={report['vocab']}" +
+             (f" (auto: the parent's vocabulary spells {max(report['child']['parent_vocab_byte_piece_share'].values()):.0%}"
+              " of the child's text as byte pieces)" if report["child"].get("vocab_requested") == "auto" else "") + ":"]
     for side, v in report["vocabularies"].items():
         lines.append(f"  {side} vocabulary: {v['parent_size']} -> {v['child_size']} pieces, {v['kept']} kept, "
                      f"{v['new']} new (initialised from: " +
@@ -420,9 +424,9 @@ def byte_piece_share(tokenizer, texts):
     return int(tf.reduce_sum(tf.cast(tf.reduce_any(tf.equal(ids[:, None], byte_ids[None, :]), -1), tf.int32))) / total
 
 
-def check_parent_vocabulary(parent_tokenizers, config, child_pair):
-    """Refuses (--vocab=parent) a child pair whose text the parent's vocabulary can only spell out as
-    bytes; warns when a notable share of it is."""
+def parent_vocabulary_shares(parent_tokenizers, config, child_pair):
+    """{side: (languages, share of the child's pieces that the parent's vocabulary spells as bytes)}
+    on up to 1,000 of the child's training pairs."""
     examples = corpus.read_split(config.corpus, child_pair, "train", data_dir=config.data_dir or None,
                                  max_train_examples=min(_COVERAGE_SAMPLE, config.max_train_examples or _COVERAGE_SAMPLE),
                                  skip_bad_lines=config.skip_bad_lines)
@@ -430,17 +434,29 @@ def check_parent_vocabulary(parent_tokenizers, config, child_pair):
         raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
     sides = (("source", parent_tokenizers.source, ", ".join(child_pair.source_languages)),
              ("target", parent_tokenizers.target, ", ".join(child_pair.target_languages)))
-    for side, tokenizer, language in sides:
-        share = byte_piece_share(tokenizer, [example[side] for example in examples])
+    return {side: (language, byte_piece_share(tokenizer, [example[side] for example in examples]), len(examples))
+            for side, tokenizer, language in sides}
+
+
+def choose_vocab(vocab, shares):
+    """The vocabulary a child gets: --vocab=auto keeps the parent's unless it spells over 10% of the
+    child's text as bytes; --vocab=parent is refused above 50% and warned about above 10%."""
+    if vocab == "child":
+        return vocab
+    worst = max(share for _, share, _ in shares.values())
+    if vocab == "auto":
+        return "child" if worst > WARN_BYTE_PIECE_SHARE else "parent"
+    for side, (language, share, examples) in shares.items():
         if share > MAX_BYTE_PIECE_SHARE:
             raise UserError(
                 f"the parent's vocabulary spells {share:.0%} of the child's {side} text ({language}, "
-                f"{len(examples)} training sentences) as UTF-8 byte pieces: it cannot carry {language}. "
+                f"{examples} training sentences) as UTF-8 byte pieces: it cannot carry {language}. "
                 "Use --vocab=child (a new vocabulary trained on the child's data, its rows initialised from "
-                f"the parent's pieces), or a parent whose training data covers {language}'s script")
+                f"the parent's pieces) or --vocab=auto, or a parent whose training data covers {language}'s script")
         if share > WARN_BYTE_PIECE_SHARE:
             logging.warning("The parent's vocabulary spells %.0f%% of the child's %s text (%s) as UTF-8 byte "
                             "pieces; --vocab=child may transfer better", 100 * share, side, language)
+    return vocab
 
 
 def _check_child_workdir(workdir, parent_workdir, settings):
@@ -464,7 +480,7 @@ def _check_child_workdir(workdir, parent_workdir, settings):
     return previous
 
 
-def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_train_examples=None, vocab="parent",
+def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_train_examples=None, vocab="auto",
              freeze=(), transferred_lr_multiplier=1.0, overrides=(), model_name=None, mix_parent_data=None):
     """Fine-tunes the parent run in ``parent`` on ``pair`` into the run directory ``workdir``.
 
@@ -492,8 +508,13 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     if vocab == "parent" and config.tokenizer.to_dict() != parent_run.config.tokenizer.to_dict():
         raise UserError("--vocab=parent keeps the parent's tokenizer: tokenizer.* overrides need --vocab=child")
     child_pair = corpus.Pair.parse(config.pair)
+    requested, shares = vocab, {}
+    if vocab != "child":
+        shares = parent_vocabulary_shares(parent_run.tokenizers, config, child_pair)
+        vocab = choose_vocab(vocab, shares)
     child = {"pair": config.pair, "corpus": config.corpus, "max_train_examples": config.max_train_examples,
-             "mix": config.mix.to_dict()}
+             "mix": config.mix.to_dict(), "vocab_requested": requested,
+             "parent_vocab_byte_piece_share": {side: round(share, 4) for side, (_, share, _) in shares.items()}}
     settings = {"parent": workdir_lib.absolute(parent_dir), "vocab": vocab, "freeze": list(dict.fromkeys(freeze)),
                 "transferred_lr_multiplier": float(transferred_lr_multiplier)}
     previous = _check_child_workdir(workdir, parent_dir, settings)
@@ -509,8 +530,6 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
                                          skip_bad_lines=config.skip_bad_lines)
             if not examples:
                 raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
-        else:
-            check_parent_vocabulary(parent_run.tokenizers, config, child_pair)
         tokenizers = child_tokenizers(parent_run.tokenizers, mixing.languages(config), vocab, config.tokenizer,
                                       examples, seed=config.train.seed)
     steps_per_epoch = _steps_per_epoch(config, child_pair, tokenizers)
@@ -554,8 +573,9 @@ if __name__ == "__main__":
     flags.DEFINE_string("corpus", None, "Child corpus spec (default: the parent's).")
     flags.DEFINE_string("data_dir", None, "Prepared-data directory (default: the parent's).")
     flags.DEFINE_integer("max_train_examples", None, "Train the child on this many pairs only (default: all).")
-    flags.DEFINE_string("vocab", "parent", "parent: keep the parent's vocabulary (+ missing language tags); "
-                        "child: train a new one on the child's data and remap the embeddings.")
+    flags.DEFINE_string("vocab", "auto", "parent: keep the parent's vocabulary (+ missing language tags); "
+                        "child: train a new one on the child's data and remap the embeddings; auto: the "
+                        "parent's unless it spells over 10% of the child's text as UTF-8 byte pieces.")
     flags.DEFINE_list("freeze", [], "Layer groups to keep fixed, e.g. embeddings,encoder.")
     flags.DEFINE_float("transferred_lr_multiplier", 1.0,
                        "Learning-rate factor of the weights copied unchanged from the parent.")
