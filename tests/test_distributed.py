@@ -63,10 +63,12 @@ def launch_workers(corpus, workdir, overrides):
     ]
 
 
-def test_two_workers_started_together_on_a_fresh_directory(tmp_path, tiny_tsv):
-    """As a cluster starts them: both at once, nothing prepared. Only the chief writes the run
+def test_two_workers_started_together_on_a_fresh_directory(tmp_path, prepared_tiny_tsv):
+    """As a cluster starts them: both at once, no run directory yet. Only the chief writes the run
     directory (one tokenizer, one config, TensorBoard events of one writer); the other worker waits
-    for the chief's files and its own checkpoint copies are removed when it exits."""
+    for the chief's files and its own checkpoint copies are removed when it exits. The corpus is
+    prepared beforehand (as earlier tests of the session left it), so that this test also runs alone."""
+    tiny_tsv = prepared_tiny_tsv
     workdir = tmp_path / "run"
     for i in range(2):
         (tmp_path / f"tmp{i}").mkdir()
@@ -80,7 +82,8 @@ def test_two_workers_started_together_on_a_fresh_directory(tmp_path, tiny_tsv):
     assert not list((tmp_path / "tmp1").iterdir())  # The non-chief's scratch checkpoints are gone.
 
 
-def test_workers_agree_on_the_time_budget(tmp_path, tiny_tsv):
+def test_workers_agree_on_the_time_budget(tmp_path, prepared_tiny_tsv):
+    tiny_tsv = prepared_tiny_tsv
     workdir = tmp_path / "run"
     for i in range(2):
         (tmp_path / f"tmp{i}").mkdir()
