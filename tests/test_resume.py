@@ -220,6 +220,12 @@ def write_three_way_text_corpus(directory):
 
 def test_the_adversarial_discriminator_optimizer_is_checkpointed(tmp_path, tiny_config):
     config = tiny_config("adversarial")
+    # A one-layer translator and a small discriminator (its default discriminator_steps kept).
+    for assignment in ["model.transformer.num_encoder_layers=1", "model.transformer.num_decoder_layers=1",
+                       "model.transformer.hidden_dim=16", "model.transformer.num_heads=2",
+                       "model.transformer.intermediate_dim=32", "model.transformer.max_length=64",
+                       "model.discriminator_hidden_dim=8"]:
+        config_lib.apply_override(config, assignment)
     config.corpus = write_three_way_text_corpus(tmp_path)
     config.pair = "en,nl-de"
     config.train.steps = 4
