@@ -171,12 +171,15 @@ def test_a_child_the_parent_vocabulary_spells_as_bytes_is_refused_with_what_to_d
     assert transfer_lib.choose_vocab("child", shares) == "child"
 
 
-def test_auto_keeps_the_parent_vocabulary_below_10_percent_byte_pieces():
+def test_auto_keeps_the_parent_vocabulary_unless_it_cannot_carry_the_child():
     clean = {"source": ("en", 0.0, 1000), "target": ("sv", 0.001, 1000)}
     czech = {"source": ("en", 0.0, 1000), "target": ("cs", 0.22, 1000)}
+    greek = {"source": ("en", 0.0, 1000), "target": ("el", 0.89, 1000)}
     assert transfer_lib.choose_vocab("auto", clean) == "parent" == transfer_lib.choose_vocab("parent", clean)
-    assert transfer_lib.choose_vocab("auto", czech) == "child"
-    assert transfer_lib.choose_vocab("parent", czech) == "parent"  # Asked for: warned about, not refused.
+    assert transfer_lib.choose_vocab("auto", czech) == "parent" == transfer_lib.choose_vocab("parent", czech)
+    assert transfer_lib.choose_vocab("auto", greek) == "child" == transfer_lib.choose_vocab("child", greek)
+    with pytest.raises(UserError, match="cannot carry el"):
+        transfer_lib.choose_vocab("parent", greek)
 
 
 # === Mixed fine-tuning end to end ===
