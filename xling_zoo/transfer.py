@@ -506,13 +506,14 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
                                model_name)
     config_lib.validate(config)
-    if vocab == "parent" and config.tokenizer.to_dict() != parent_run.config.tokenizer.to_dict():
-        raise UserError("--vocab=parent keeps the parent's tokenizer: tokenizer.* overrides need --vocab=child")
     child_pair = corpus.Pair.parse(config.pair)
     requested, shares = vocab, {}
     if vocab != "child":
         shares = parent_vocabulary_shares(parent_run.tokenizers, config, child_pair)
         vocab = choose_vocab(vocab, shares)
+    if vocab == "parent" and config.tokenizer.to_dict() != parent_run.config.tokenizer.to_dict():
+        raise UserError(f"--vocab={requested} keeps the parent's tokenizer here: tokenizer.* overrides need "
+                        "--vocab=child")
     child = {"pair": config.pair, "corpus": config.corpus, "max_train_examples": config.max_train_examples,
              "mix": config.mix.to_dict(), "vocab_requested": requested,
              "parent_vocab_byte_piece_share": {side: round(share, 4) for side, (_, share, _) in shares.items()}}
