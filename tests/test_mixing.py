@@ -2,6 +2,7 @@
 
 import collections
 import json
+import shutil
 import subprocess
 import sys
 
@@ -186,7 +187,7 @@ def test_auto_keeps_the_parent_vocabulary_unless_it_cannot_carry_the_child():
 
 def test_transfer_with_mixed_parent_data_trains_on_both_pairs_with_their_tags(parent_dir, nl_tsv, tmp_path):
     child = tmp_path / "child"
-    plain = transfer_lib.transfer(parent_dir, tmp_path / "plain", "en-nl", corpus_spec=nl_tsv,
+    plain = transfer_lib.transfer(parent_dir, tmp_path / "plain", "en-nl", corpus_spec=nl_tsv, mix_parent_data=0,
                                   overrides=["train.steps=2", "train.eval_every_steps=2"])
     mixed = transfer_lib.transfer(parent_dir, child, "en-nl", corpus_spec=nl_tsv, mix_parent_data=0.5,
                                   overrides=["train.steps=2", "train.eval_every_steps=2"])
@@ -235,3 +236,24 @@ def test_the_plain_train_command_on_a_small_corpus_records_the_schedule_it_used(
     assert config["train"]["early_stopping_patience_steps"] == 300
     assert 300 < Tokenizers.load(str(workdir / "tokenizer")).source.vocab_size <= 512
     assert small_corpus_vocab_size(4000, 1000) == 1000 and small_corpus_vocab_size(4000, 20000) == 4000
+
+
+def test_the_default_mixes_in_the_parents_data_where_it_can_be_read(parent_dir, nl_tsv, tmp_path, capsys):
+    steps = ["train.steps=1", "train.eval_every_steps=1"]
+    transfer_lib.transfer(parent_dir, tmp_path / "default", "en-nl", corpus_spec=nl_tsv, overrides=steps)
+    mix = json.loads((tmp_path / "default" / "transfer.json").read_text())["child"]["mix"]
+    assert mix["pair"] == "en-de" and mix["ratio"] == transfer_lib.CHILD_MIX_PARENT_DATA == 0.5
+    # A parent whose corpus is not here: the default trains on the child's pairs alone and says so;
+    # asking for mixing is an error that names the parent's corpus.
+    moved = tmp_path / "moved-parent"
+    shutil.copytree(parent_dir, moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["corpus"] = f"tsv:{tmp_path / 'gone.tsv'}"
+    (moved / "config.json").write_text(json.dumps(config))
+    transfer_lib.transfer(moved, tmp_path / "unmixed", "en-nl", corpus_spec=nl_tsv, overrides=steps)
+    assert "Not mixing in the parent's training data" in capsys.readouterr().out
+    assert json.loads((tmp_path / "unmixed" / "transfer.json").read_text())["child"]["mix"]["ratio"] == 0
+    with pytest.raises(UserError, match=r"mix.pair=en-de \(corpus tsv:.*gone.tsv\): .*does not exist"):
+        transfer_lib.transfer(moved, tmp_path / "asked", "en-nl", corpus_spec=nl_tsv, mix_parent_data=0.5,
+                              overrides=steps)
+    assert not (tmp_path / "asked").exists()

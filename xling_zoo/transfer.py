@@ -25,6 +25,9 @@ Schedule: the child's comes from its own data, not the parent's (``child_schedul
 every max(100 updates, one child epoch), no early stopping before 5 such intervals, then patience of
 3 intervals counted in updates, a warm-up of its own, and the best checkpoint by validation BLEU.
 ``--set=train.KEY=...`` overrides any of it; the values used are in ``transfer.json`` (``child``).
+
+Data: half of each pass is the parent's own training pairs (mixed fine-tuning, ``data/mixing.py``;
+``mix_parent_data``), where the parent's corpus can be read.
 """
 
 import dataclasses
@@ -40,6 +43,7 @@ from xling_zoo import workdir as workdir_lib
 from xling_zoo.data import corpus, mixing
 from xling_zoo.data.tokenizer import Tokenizers, language_tag, train_tokenizers
 from xling_zoo.errors import UserError
+from xling_zoo.registry import get_model
 
 VOCAB_MODES = ("parent", "child", "auto")
 TRANSFER_FILE = "transfer.json"
@@ -341,6 +345,10 @@ CHILD_WARMUP_STEPS = 100
 # kept the checkpoint after 900 updates (test BLEU 25.8), chrF after 500 (24.9) and the loss after
 # 200 (20.1, below copying the source: the loss rises while the translations still improve).
 CHILD_SELECTION_METRIC = "bleu"
+# Mixed fine-tuning by default: half of each pass is the parent's own pairs. Measured at 1k pairs
+# (experiments/child_languages, lstm, one seed): en-sv 22.24 -> 22.63, sv-en 22.81 -> 24.09,
+# en-cs 20.77 -> 22.31 test BLEU against the child's pairs alone.
+CHILD_MIX_PARENT_DATA = 0.5
 
 
 def child_schedule(steps_per_epoch):
@@ -486,7 +494,8 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     """Fine-tunes the parent run in ``parent`` on ``pair`` into the run directory ``workdir``.
 
     mix_parent_data: mixed fine-tuning: this share of each pass is the parent's own training pairs
-    (``mix.*`` of the config, see data/mixing.py); None or 0 trains on the child's pairs alone.
+    (``mix.*`` of the config, see data/mixing.py); 0 trains on the child's pairs alone; None (the
+    default) is CHILD_MIX_PARENT_DATA where the parent's corpus can be read here, else 0.
 
     Everything that can fail on the user's input (parent run, flags, child workdir, model structure)
     is checked before anything is written to ``workdir``. Returns the trainer's metrics.
@@ -500,11 +509,24 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         parent_run = workdir_lib.load_run(parent_dir)
     except UserError as error:
         raise UserError(f"--parent={parent_dir}: {error}") from error
-    if mix_parent_data:
-        overrides = [f"mix.pair={parent_run.config.pair}", f"mix.corpus={parent_run.config.corpus}",
-                     f"mix.ratio={mix_parent_data}", *overrides]
-    config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
-                               model_name)
+    mix_by_default = mix_parent_data is None
+    mix_ratio = CHILD_MIX_PARENT_DATA if mix_by_default else mix_parent_data
+    parent_mix = [f"mix.pair={parent_run.config.pair}", f"mix.corpus={parent_run.config.corpus}",
+                  f"mix.ratio={mix_ratio}"] if mix_ratio else []
+    config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples,
+                               parent_mix + list(overrides), model_name)
+    if parent_mix and mix_by_default:
+        # The default mixes in the parent's data where it can; a parent whose corpus is not reachable
+        # here (or whose pair is the child's) still transfers, on the child's pairs alone.
+        try:
+            config_lib.validate(config)
+            mixing.check_mix(config, get_model(config.model_name))
+        except UserError as error:
+            print(f"Not mixing in the parent's training data: {error}. The child trains on its own pairs.")
+            parent_mix = []
+            config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
+                                       model_name)
+    overrides = parent_mix + list(overrides)
     config_lib.validate(config)
     child_pair = corpus.Pair.parse(config.pair)
     requested, shares = vocab, {}
@@ -583,7 +605,8 @@ if __name__ == "__main__":
                        "Learning-rate factor of the weights copied unchanged from the parent.")
     flags.DEFINE_float("mix_parent_data", None,
                        "Mixed fine-tuning: this share of each pass, in [0, 1), is the parent's own training pairs "
-                       "(with their own language tag); 0 = the child's pairs only.")
+                       f"(with their own language tag); 0 = the child's pairs only. Default: {CHILD_MIX_PARENT_DATA} "
+                       "where the parent's corpus can be read, else 0.")
     flags.DEFINE_string("model", None, "Expected model type (must be the parent's; default: the parent's).")
     flags.DEFINE_multi_string("set", [], "Config override key=value, repeatable: --set=train.warmup_steps=100.")
     flags.DEFINE_integer("steps", None, "Total training steps (overrides epochs).")
