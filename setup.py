@@ -24,6 +24,6 @@ setuptools.setup(
         "polib",
     ],
     extras_require={
-        "test": ["pytest", "matplotlib"],
+        "test": ["pytest", "pytest-xdist", "matplotlib"],
     },
 )
