@@ -1,0 +1,196 @@
+"""Issue 11 §4: does the plain transfer command beat scratch and the copy floor on new pairs?
+
+    XLING_ZOO_DATA_DIR=... taskset -c 0 python experiments/child_languages/run.py \
+        --parent_en_x=runs/lstm_seq2seq-en-de --parent_x_en=runs/lstm_seq2seq-de-en \
+        --languages=sv,cs,fi --directions=en-x,x-en --sizes=1000 --seeds=1 --runs_dir=runs/child_languages
+    python experiments/child_languages/run.py --report --runs_dir=runs/child_languages
+
+Child languages of different relatedness to the parent's German: Swedish (close), Czech (mid),
+Finnish (distant); no other experiment uses them. Both directions: en->X from an en-de parent (the
+decoder must learn a new language) and X->en from a de-en parent (a new source language, the
+setting of Zoph et al. 2016). Every run is a user's plain command, nothing tuned:
+
+  scratch   python -m xling_zoo.train --model=MODEL --pair=P --max_train_examples=N --seed=S --workdir=W
+  transfer  python -m xling_zoo.transfer --parent=PARENT --pair=P --max_train_examples=N --seed=S --workdir=W
+            --mix_parent_data=0 (the child's pairs alone: the plain command before mixing became its default)
+  mix       the transfer command with --mix_parent_data=0.5 (mixed fine-tuning, Chu et al. 2017): what the
+            plain transfer command does now
+
+each then scored with ``python -m xling_zoo.evaluate --workdir=W`` (greedy, the child's test split),
+whose metrics.json also holds the copy floor (the source copied as the translation). Runs are
+independent: start several processes with disjoint --languages/--directions to use several cores.
+A scored run is reused on a rerun; ``--report`` gathers every scored run under --runs_dir into
+results.json, results.md and transfer_vs_scratch.png.
+"""
+
+import collections
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+
+from absl import app, flags
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "lstm_seq2seq", "Model of the scratch runs (the parents' model).")
+flags.DEFINE_string("parent_en_x", None, "Parent run for en->X children (an en-de run).")
+flags.DEFINE_string("parent_x_en", None, "Parent run for X->en children (a de-en run).")
+flags.DEFINE_list("languages", ["sv", "cs", "fi"], "Child languages.")
+flags.DEFINE_list("directions", ["en-x", "x-en"], "en-x: English into the child language; x-en: the reverse.")
+flags.DEFINE_list("sizes", ["1000"], "Child training pairs.")
+flags.DEFINE_list("seeds", ["1"], "Seeds (train.seed of scratch and child alike).")
+flags.DEFINE_list("setups", ["scratch", "transfer", "mix"], "Which runs to make.")
+flags.DEFINE_string("runs_dir", "runs/child_languages", "Where the runs go.")
+flags.DEFINE_bool("report", False, "Only gather the scored runs under --runs_dir into results.*.")
+
+MIX_RATIO = 0.5
+
+
+def pair_of(language, direction):
+    return f"en-{language}" if direction == "en-x" else f"{language}-en"
+
+
+def command(setup, language, direction, size, seed, workdir):
+    pair = pair_of(language, direction)
+    common = [f"--pair={pair}", f"--max_train_examples={size}", f"--seed={seed}", f"--workdir={workdir}"]
+    if setup == "scratch":
+        return ["-m", "xling_zoo.train", f"--model={FLAGS.model}", *common]
+    parent = FLAGS.parent_en_x if direction == "en-x" else FLAGS.parent_x_en
+    if not parent:
+        raise app.UsageError(f"--parent_{direction.replace('-', '_')} is needed for {setup} runs")
+    extra = [f"--mix_parent_data={MIX_RATIO if setup == 'mix' else 0}"]
+    return ["-m", "xling_zoo.transfer", f"--parent={parent}", *common, *extra]
+
+
+def run(arguments):
+    print("$ python", " ".join(arguments), flush=True)
+    subprocess.run([sys.executable, *arguments], check=True)
+
+
+def scored(workdir):
+    path = pathlib.Path(workdir, "metrics.json")
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    return metrics if "bleu" in metrics else None
+
+
+def train_and_score(setup, language, direction, size, seed):
+    name = f"{FLAGS.model}-{pair_of(language, direction)}-{size}-{setup}-seed{seed}"
+    workdir = os.path.join(FLAGS.runs_dir, name)
+    arguments = command(setup, language, direction, size, seed, workdir)
+    if scored(workdir) is None:
+        run(arguments)
+        run(["-m", "xling_zoo.evaluate", f"--workdir={workdir}"])
+    command_file = pathlib.Path(workdir, "command.txt")
+    if not command_file.exists():
+        command_file.write_text("python " + " ".join(arguments) + "\n")
+
+
+def gather():
+    rows = []
+    for workdir in sorted(pathlib.Path(FLAGS.runs_dir).glob("*-seed*")):
+        metrics = scored(workdir)
+        if metrics is None:
+            continue
+        config = json.loads((workdir / "config.json").read_text())
+        transfer = workdir / "transfer.json"
+        setup = workdir.name.rsplit("-", 2)[1]
+        rows.append({
+            "run": workdir.name, "model": config["model_name"], "pair": config["pair"], "setup": setup,
+            "size": config["max_train_examples"], "seed": config["train"]["seed"],
+            "command": (workdir / "command.txt").read_text().strip() if (workdir / "command.txt").exists() else None,
+            "bleu": metrics["bleu"], "chrf": metrics["chrf"], "copy_bleu": metrics["copy_source"]["bleu"],
+            "copy_chrf": metrics["copy_source"]["chrf"], "updates": metrics.get("step"),
+            "best_step": metrics.get("best_step"), "stop_reason": metrics.get("stop_reason"),
+            "parent": json.loads(transfer.read_text())["parent"] if transfer.exists() else None,
+        })
+    return rows
+
+
+def _mean_spread(values):
+    if not values:
+        return None
+    mean = statistics.mean(values)
+    return f"{mean:.2f}" + (f" ±{(max(values) - min(values)) / 2:.2f}" if len(values) > 1 else "")
+
+
+def report():
+    rows = gather()
+    (HERE / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    groups = collections.defaultdict(lambda: collections.defaultdict(list))
+    copy = {}
+    for row in rows:
+        key = (row["model"], row["pair"], row["size"])
+        groups[key][row["setup"]].append(row)
+        copy[key] = (row["copy_bleu"], row["copy_chrf"])
+    lines = ["| model | pair | pairs | copy floor BLEU / chrF | scratch | transfer, child's pairs only | "
+             "**transfer, plain command** (mixed 0.5) | plain − scratch | plain − copy | seeds |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in sorted(groups):
+        setups = groups[key]
+        bleu = {setup: [r["bleu"] for r in runs] for setup, runs in setups.items()}
+        chrf = {setup: [r["chrf"] for r in runs] for setup, runs in setups.items()}
+
+        def cell(setup):
+            if setup not in bleu:
+                return "—"
+            return f"{_mean_spread(bleu[setup])} / {_mean_spread(chrf[setup])}"
+
+        gain = (f"{statistics.mean(bleu['mix']) - statistics.mean(bleu['scratch']):+.2f}"
+                if "mix" in bleu and "scratch" in bleu else "—")
+        over_copy = f"{statistics.mean(bleu['mix']) - copy[key][0]:+.2f}" if "mix" in bleu else "—"
+        seeds = max(len(v) for v in bleu.values())
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {copy[key][0]:.2f} / {copy[key][1]:.2f} | {cell('scratch')} | "
+                     f"{cell('transfer')} | {cell('mix')} | {gain} | {over_copy} | {seeds} |")
+    runs = ["| run | command | updates (best) | stop | test BLEU / chrF |", "|---|---|---:|---|---:|"]
+    runs += [f"| {r['run']} | `{r['command']}` | {r['updates']} ({r['best_step']}) | {r['stop_reason']} | "
+             f"{r['bleu']:.2f} / {r['chrf']:.2f} |" for r in rows]
+    (HERE / "results.md").write_text(
+        "Test BLEU / chrF (greedy; mean ±half the range over seeds). Generated by "
+        "`python experiments/child_languages/run.py --report`.\n\n" + "\n".join(lines) + "\n\n" + "\n".join(runs) + "\n")
+    _plot(groups, copy)
+    print((HERE / "results.md").read_text())
+
+
+def _plot(groups, copy):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(groups)
+    if not keys:
+        return
+    setups = ["scratch", "transfer", "mix"]
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 4))
+    width = 0.2
+    for i, setup in enumerate(setups):
+        values = [statistics.mean([r["bleu"] for r in groups[k][setup]]) if setup in groups[k] else 0 for k in keys]
+        axis.bar([x + (i - 1) * width for x in range(len(keys))], values, width, label=setup)
+    axis.scatter([x + 1.5 * width for x in range(len(keys))], [copy[k][0] for k in keys], marker="_", s=300,
+                 color="black", label="copy floor")
+    axis.legend(["scratch", "transfer, child's pairs only", "transfer, plain (mixed 0.5)", "copy floor"])
+    axis.set_xticks(range(len(keys)), [f"{k[1]}\n{k[2]} pairs" for k in keys])
+    axis.set_ylabel("test BLEU (greedy)")
+    figure.tight_layout()
+    figure.savefig(HERE / "transfer_vs_scratch.png", dpi=100)
+
+
+def main(argv):
+    del argv
+    if FLAGS.report:
+        report()
+        return
+    for size in FLAGS.sizes:
+        for direction in FLAGS.directions:
+            for language in FLAGS.languages:
+                for seed in FLAGS.seeds:
+                    for setup in FLAGS.setups:
+                        train_and_score(setup, language, direction, int(size), int(seed))
+
+
+if __name__ == "__main__":
+    app.run(main)
