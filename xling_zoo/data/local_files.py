@@ -126,7 +126,14 @@ def prepared_builder(make_builder, tfds_dir, download_config):
     if builder.is_prepared():
         return builder
     if not is_url(tfds_dir):
-        builder.download_and_prepare(download_config=download_config)
+        try:
+            builder.download_and_prepare(download_config=download_config)
+        except FileExistsError:
+            # Another process preparing the same dataset (two jobs started on a fresh data dir) renamed
+            # its finished copy into place first: that copy is the same dataset.
+            builder = make_builder(tfds_dir)
+            if not builder.is_prepared():
+                raise
         return builder
     with tempfile.TemporaryDirectory(prefix="xling_zoo_tfds-") as staging_dir:
         staged = make_builder(staging_dir)
