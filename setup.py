@@ -2,6 +2,9 @@
 
 import setuptools
 
+# The CTranslate2 export (python -m xling_zoo.export --format=ctranslate2); tested with 4.8.5.
+CTRANSLATE2 = "ctranslate2>=4.8,<5"
+
 setuptools.setup(
     name="xling_zoo",
     version="0.1.0",
@@ -24,6 +27,7 @@ setuptools.setup(
         "polib",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "matplotlib"],
+        "ctranslate2": [CTRANSLATE2],
+        "test": ["pytest", "pytest-xdist", "matplotlib", CTRANSLATE2],
     },
 )
