@@ -19,6 +19,9 @@ the tokenizer's SentencePiece resource, so it runs in TF Serving's session-based
 beside its destination under a name TF Serving ignores, loaded back in that loader and checked
 against the in-process translator on validation sentences, and only then published as the version
 folder. Every path goes through ``tf.io.gfile``, so ``--export_dir`` may be ``gs://...``.
+
+``--format=ctranslate2 [--quantization=int8]`` writes a CTranslate2 model of a transformer run
+instead (``xling_zoo/ctranslate2_export.py``).
 """
 
 import json
@@ -226,6 +229,13 @@ def publish(staging, destination):
 
 
 def main(argv):
+    if FLAGS.format == "ctranslate2":
+        from xling_zoo import ctranslate2_export
+
+        ctranslate2_export.main(FLAGS)
+        return
+    if FLAGS.quantization is not None:
+        raise UserError("--quantization is for --format=ctranslate2 only (a SavedModel keeps the trained weights)")
     destination = str(export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version, FLAGS.beam_size, FLAGS.checkpoint,
                                  FLAGS.max_input_bytes, FLAGS.check_sentences, FLAGS.split_long_sentences,
                                  FLAGS.target_language))
@@ -247,9 +257,16 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from xling_zoo import ctranslate2_export
+
+    flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "ctranslate2"], "savedmodel: for TF Serving; "
+                      "ctranslate2: a CTranslate2 model folder of a transformer run (xling_zoo/ctranslate2_export.py).")
+    flags.DEFINE_enum("quantization", None, list(ctranslate2_export.QUANTIZATIONS), "--format=ctranslate2: the "
+                      "weights' type (default float32).")
     flags.DEFINE_string("workdir", None, "Run directory (trained with python -m xling_zoo.train).", required=True)
     flags.DEFINE_string("export_dir", None, "TF Serving model base path, a folder or a URL such as gs://bucket/m "
-                        "(default: <workdir>/export).")
+                        "(default: <workdir>/export); with --format=ctranslate2 the model folder to write "
+                        "(default: <workdir>/ctranslate2-<quantization>).")
     flags.DEFINE_integer("version", None, "Version folder to write (default: one above the highest existing).")
     flags.DEFINE_integer("beam_size", None, "Beam width baked into the export (default: the run's eval.beam_size).")
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which weights: best validation BLEU or latest.")
