@@ -112,6 +112,10 @@ def get_common_config():
     config.eval.length_penalty = 0.6
     # Longest translation, in tokens.
     config.eval.max_decode_length = 64
+    # Each sentence's own limit: ratio * source ids + offset tokens, at most max_decode_length
+    # (fairseq's max_len_a / max_len_b); ratio 0 = max_decode_length for every sentence.
+    config.eval.decode_length_ratio = 0.0
+    config.eval.decode_length_offset = 0
     # Sentences per decoding batch.
     config.eval.batch_size = 64
     # Validation sentences translated for BLEU at each evaluation during training (0 = all).

@@ -109,6 +109,20 @@ def test_xla_decoding_gives_the_same_translations(trained_run):
     assert compiled["bleu"] == plain["bleu"]
 
 
+def test_beam_search_stopping_early_keeps_the_translations(trained_run):
+    from xling_zoo.data import corpus
+    from xling_zoo.decode import Translator
+
+    config, workdir, _ = trained_run
+    run = workdir_lib.load_run(workdir)
+    sources = [e["source"] for e in corpus.read_split(config.corpus, run.pair, "test", data_dir=config.data_dir)]
+    translations = {}
+    for stop_early in (False, True):
+        translator = Translator(run.model, run.tokenizers, run.config, beam_size=4, stop_early=stop_early)
+        translations[stop_early] = translator.translate_all(sources)
+    assert len(sources) >= 100 and translations[True] == translations[False]
+
+
 def test_evaluate_another_pair_into_the_same_target(trained_run):
     _, workdir, _ = trained_run
     before = (workdir / "metrics.json").read_text()

@@ -124,6 +124,8 @@ _RANGES = (
     ("data.shuffle_buffer", lambda v: v >= 1, ">= 1"),
     ("eval.beam_size", lambda v: v >= 1, ">= 1 (1 = greedy)"),
     ("eval.max_decode_length", lambda v: v >= 1, ">= 1"),
+    ("eval.decode_length_ratio", lambda v: v >= 0, ">= 0 (0 = max_decode_length for every sentence)"),
+    ("eval.decode_length_offset", lambda v: v >= 0, ">= 0"),
     ("eval.batch_size", lambda v: v >= 1, ">= 1"),
     ("eval.validation_bleu_examples", lambda v: v >= 0, ">= 0 (0 = all)"),
 )

@@ -52,9 +52,25 @@ def _greedy_tokens(logits, finished):
     return tf.cond(picked_forbidden, lambda: _argmax(_forbid_special(logits)), lambda: best)
 
 
-def greedy_search(model, encoder_token_ids, max_length):
-    """Cached greedy decoding. Returns int32 [batch, max_length]: tokens, eos, then padding."""
+def decode_length_limits(encoder_token_ids, max_length, ratio=0.0, offset=0):
+    """int32 [batch]: how many tokens each sentence may decode, ``ratio * n + offset`` for a source
+    of n encoder ids (pieces, language tag and eos; fairseq's max_len_a / max_len_b), never above
+    ``max_length``; ``ratio`` <= 0 gives every sentence ``max_length``. A sentence that reaches its
+    limit is cut there, as one reaching ``max_length`` is."""
     batch = tf.shape(encoder_token_ids)[0]
+    if ratio <= 0:
+        return tf.fill([batch], tf.cast(max_length, tf.int32))
+    lengths = tf.reduce_sum(tf.cast(tf.not_equal(encoder_token_ids, PAD_ID), tf.float32), axis=1)
+    limits = tf.cast(tf.math.floor(ratio * lengths + float(offset)), tf.int32)
+    return tf.clip_by_value(limits, 1, max_length)
+
+
+def greedy_search(model, encoder_token_ids, max_length, limits=None):
+    """Cached greedy decoding. Returns int32 [batch, max_length]: tokens, eos, then padding.
+    ``limits`` (int32 [batch], ``decode_length_limits``) cuts each sentence at its own length."""
+    batch = tf.shape(encoder_token_ids)[0]
+    if limits is None:
+        limits = tf.fill([batch], max_length)
     state = model.encode(encoder_token_ids, max_length)
     weights = model.decoding_weights()
     tokens = tf.fill([batch], BOS_ID)
@@ -67,7 +83,8 @@ def greedy_search(model, encoder_token_ids, max_length):
         next_tokens = _greedy_tokens(logits, finished)
         next_tokens = tf.where(finished, PAD_ID, next_tokens)
         output = tf.where(tf.range(max_length)[None, :] == i, next_tokens[:, None], output)
-        return i + 1, next_tokens, state, finished | tf.equal(next_tokens, EOS_ID), output
+        finished = finished | tf.equal(next_tokens, EOS_ID) | (i + 1 >= limits)
+        return i + 1, next_tokens, state, finished, output
 
     def cond(i, tokens, state, finished, output):
         return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
@@ -101,14 +118,39 @@ def uncached_greedy_search(model, encoder_token_ids, max_length):
     return _to_fixed_width(prefix[:, 1:], max_length)
 
 
-def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalty=0.6):
+def beam_search_done(scores, lengths, finished, limits, length_penalty):
+    """bool [batch]: True where no alive hypothesis can still overtake the best finished one, so
+    further steps cannot change the sentence's result.
+
+    A continuation only adds log-probabilities (<= 0), so an alive hypothesis's normalised score can
+    at best reach its current score divided by the largest length penalty it could still get: that of
+    the sentence's length limit (int32 [batch]) when alpha >= 0 (the bound of tensor2tensor's and the Model Garden's beam
+    searches), of the next length when alpha < 0. The best finished hypothesis then stays first in
+    the beam (nothing alive can score above it), hence stays the answer.
+    """
+    normalised = scores / _length_penalty(lengths, length_penalty)
+    best_finished = tf.reduce_max(tf.where(finished, normalised, -float("inf")), axis=1)
+    largest_penalty = tf.maximum(_length_penalty(limits[:, None], length_penalty),
+                                 _length_penalty(lengths + 1, length_penalty))
+    best_alive_bound = tf.reduce_max(tf.where(finished, -float("inf"), scores / largest_penalty), axis=1)
+    return best_finished > best_alive_bound
+
+
+def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalty=0.6, stop_early=True,
+                limits=None):
     """Batched beam search with the GNMT length penalty. Returns the best hypothesis per sentence,
     int32 [batch, max_length].
 
     Finished hypotheses stay in the beam (extended by padding at no cost), so alive and finished
-    candidates compete in one top-k over length-normalised scores.
+    candidates compete in one top-k over length-normalised scores. With ``stop_early`` the loop ends
+    once every sentence is ``beam_search_done``, with the same result as running to ``max_length``
+    (or until every hypothesis has finished, the only stop without it). ``limits`` (int32 [batch],
+    ``decode_length_limits``) cuts each sentence at its own length: from there its hypotheses only
+    take padding, at no cost, and an unfinished one ranks below any finished one as at max_length.
     """
     batch = tf.shape(encoder_token_ids)[0]
+    if limits is None:
+        limits = tf.fill([batch], max_length)
     k = beam_size
     state = model.encode(encoder_token_ids, max_length)
     state = tf.nest.map_structure(lambda t: tf.repeat(t, k, axis=0), state)
@@ -125,11 +167,13 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
         log_probs = tf.nn.log_softmax(_forbid_special(tf.cast(logits, tf.float32)))
         vocab = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(log_probs, [batch, k, vocab])
-        # A finished hypothesis may only continue with PAD, at no cost.
+        # A finished hypothesis, or any of a sentence cut at its limit, may only continue with PAD,
+        # at no cost.
+        frozen = finished | (i >= limits)[:, None]
         pad_only = tf.one_hot(PAD_ID, vocab, on_value=0.0, off_value=NEG_INF)
-        log_probs = tf.where(finished[:, :, None], pad_only[None, None, :], log_probs)
+        log_probs = tf.where(frozen[:, :, None], pad_only[None, None, :], log_probs)
         candidate_scores = scores[:, :, None] + log_probs
-        candidate_lengths = lengths[:, :, None] + tf.cast(~finished, tf.int32)[:, :, None]
+        candidate_lengths = lengths[:, :, None] + tf.cast(~frozen, tf.int32)[:, :, None]
         normalised = candidate_scores / _length_penalty(candidate_lengths, length_penalty)
         _, top = tf.math.top_k(tf.reshape(normalised, [batch, -1]), k=k)
         beam_index, next_tokens = top // vocab, top % vocab
@@ -145,7 +189,12 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
         return i + 1, tf.reshape(next_tokens, [-1]), state, scores, lengths, finished, sequences
 
     def cond(i, tokens, state, scores, lengths, finished, sequences):
-        return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
+        if stop_early:
+            done = beam_search_done(scores, lengths, finished, limits, length_penalty)
+        else:
+            done = tf.reduce_all(finished, axis=1)
+        done = done | (i >= limits)
+        return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(done)))
 
     loop_vars = (tf.constant(0), tokens, state, scores, lengths, finished, sequences)
     _, _, _, scores, lengths, finished, sequences = tf.while_loop(cond, _keeping_shapes(body), loop_vars)
@@ -155,13 +204,16 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
     return tf.gather(sequences, best, batch_dims=1)
 
 
-def decode(model, encoder_token_ids, max_length, beam_size=1, length_penalty=0.6):
-    """Greedy when beam_size == 1, else beam search."""
+def decode(model, encoder_token_ids, max_length, beam_size=1, length_penalty=0.6, length_ratio=0.0,
+           length_offset=0, stop_early=True):
+    """Greedy when beam_size == 1, else beam search; each sentence decodes at most
+    ``decode_length_limits(..., length_ratio, length_offset)`` tokens."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    limits = decode_length_limits(encoder_token_ids, max_length, length_ratio, length_offset)
     if beam_size == 1:
-        return greedy_search(model, encoder_token_ids, max_length)
-    return beam_search(model, encoder_token_ids, max_length, beam_size, length_penalty)
+        return greedy_search(model, encoder_token_ids, max_length, limits)
+    return beam_search(model, encoder_token_ids, max_length, beam_size, length_penalty, stop_early, limits)
 
 
 def _keeping_shapes(body):
@@ -216,7 +268,7 @@ class Translator(tf.Module):
     """
 
     def __init__(self, model, tokenizers, config, beam_size=None, max_decode_length=None, jit_compile=False,
-                 target_language=None):
+                 target_language=None, length_ratio=None, length_offset=None, stop_early=True):
         super().__init__(name="translator")
         self.model = model
         self.tokenizers = tokenizers
@@ -227,11 +279,17 @@ class Translator(tf.Module):
             raise UserError(f"--beam_size must be >= 1, got {self.beam_size}")
         self.max_decode_length = int(max_decode_length or config.eval.max_decode_length)
         self.length_penalty = float(config.eval.length_penalty)
+        self.length_ratio = float(config.eval.decode_length_ratio if length_ratio is None else length_ratio)
+        self.length_offset = int(config.eval.decode_length_offset if length_offset is None else length_offset)
+        if self.length_ratio < 0 or self.length_offset < 0:
+            raise UserError(f"decode length ratio and offset must be >= 0, got {self.length_ratio} and {self.length_offset}")
         self.jit_compile = bool(jit_compile)
+        self.stop_early = bool(stop_early)  # False: beam search as before the bound (benchmarks compare).
         self._decode_ids = tf.function(self._decode_ids_eager, jit_compile=jit_compile, reduce_retracing=True)
 
     def _decode_ids_eager(self, encoder_token_ids):
-        return decode(self.model, encoder_token_ids, self.max_decode_length, self.beam_size, self.length_penalty)
+        return decode(self.model, encoder_token_ids, self.max_decode_length, self.beam_size, self.length_penalty,
+                      self.length_ratio, self.length_offset, self.stop_early)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def translate(self, sentences):
