@@ -37,6 +37,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lstm_seq2seq", "Model of the scratch runs (the parents' model).")
+flags.DEFINE_string("config", None, "Config file of the scratch runs (the parents' --config; default: the model's).")
 flags.DEFINE_string("parent_en_x", None, "Parent run for en->X children (an en-de run).")
 flags.DEFINE_string("parent_x_en", None, "Parent run for X->en children (a de-en run).")
 flags.DEFINE_list("languages", ["sv", "cs", "fi"], "Child languages.")
@@ -58,7 +59,8 @@ def command(setup, language, direction, size, seed, workdir):
     pair = pair_of(language, direction)
     common = [f"--pair={pair}", f"--max_train_examples={size}", f"--seed={seed}", f"--workdir={workdir}"]
     if setup == "scratch":
-        return ["-m", "xling_zoo.train", f"--model={FLAGS.model}", *common]
+        config = [f"--config={FLAGS.config}"] if FLAGS.config else []
+        return ["-m", "xling_zoo.train", f"--model={FLAGS.model}", *config, *common]
     parent = FLAGS.parent_en_x if direction == "en-x" else FLAGS.parent_x_en
     if not parent:
         raise app.UsageError(f"--parent_{direction.replace('-', '_')} is needed for {setup} runs")
