@@ -164,6 +164,7 @@ def translate_cli(trained_run, tmp_path_factory):
         "empty_stdin": ([f"--workdir={workdir}"], ""),
         "long_line": ([f"--workdir={workdir}"], f"The user saves.\n{LONG_LINE}\n"),
         "missing_run": ([f"--workdir={directory / 'nothing'}"], "hello\n"),
+        "negative_threads": ([f"--workdir={workdir}", "--inter_op_threads=-1"], "hello\n"),
     }
     return dict(zip(commands, run_cli_commands("translate", list(commands.values()), directory / "results.json")))
 
@@ -213,6 +214,28 @@ def test_train_cli_bad_input(case, train_cli):
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (directory / f"run{case}").exists()
+
+
+def test_thread_flags_set_tensorflow_thread_pools(trained_run, translate_cli):
+    _, workdir, _ = trained_run
+    bad = translate_cli["negative_threads"]
+    assert bad.returncode == 2 and "--inter_op_threads must be >= 0" in bad.stderr
+    # A fresh process (thread pools are fixed once TensorFlow runs an op): the flags reach TensorFlow
+    # before the first op, and the translation is the one of the default pools.
+    probe = ("import sys; from absl import flags; from xling_zoo import cli; import tensorflow as tf; "
+             "cli.define_thread_flags(); flags.FLAGS(sys.argv); cli.apply_thread_flags(); "
+             "tf.constant(1) + 1; print(tf.config.threading.get_intra_op_parallelism_threads(), "
+             "tf.config.threading.get_inter_op_parallelism_threads())")
+    done = subprocess.run([sys.executable, "-c", probe, "--intra_op_threads=1", "--inter_op_threads=2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "2"]
+    single = subprocess.run([sys.executable, "-m", "xling_zoo.translate", f"--workdir={workdir}",
+                             "--intra_op_threads=1", "--inter_op_threads=1"], input="The red user opens the file.\n",
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    default = translate_cli["two_lines_and_a_blank"].stdout.split("\n")[0]
+    assert single.stdout.split("\n")[0] == default
 
 
 def test_translate_cli_missing_run(translate_cli):

@@ -122,4 +122,5 @@ if __name__ == "__main__":
                         "e.g. one source of a multi-source run, or an unseen source language.")
     flags.DEFINE_bool("jit_compile", False, "Compile the decoder with XLA (faster per batch; each new "
                       "source length bucket compiles first, which pays off on large test sets).")
+    cli.define_thread_flags()
     cli.run(main)

@@ -30,6 +30,7 @@ flags.DEFINE_bool("jit_compile", None, "XLA-compile the training step.")
 flags.DEFINE_bool("deterministic", None, "Deterministic ops: the same command gives the same weights, "
                   "and a killed run resumes to the weights of an uninterrupted one.")
 flags.DEFINE_bool("skip_bad_lines", None, "Skip (and count) malformed lines of tsv:/text: corpora.")
+cli.define_thread_flags()
 
 # Flags that are shortcuts for config fields.
 FLAG_TO_CONFIG = {

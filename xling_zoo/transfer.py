@@ -616,4 +616,5 @@ if __name__ == "__main__":
     flags.DEFINE_integer("seed", None, "Random seed.")
     flags.DEFINE_bool("deterministic", None, "Deterministic ops (exact resume after a kill).")
     flags.DEFINE_bool("skip_bad_lines", None, "Skip (and count) malformed lines of the child's tsv:/text: corpus.")
+    cli.define_thread_flags()
     cli.run(main)

@@ -17,6 +17,7 @@ flags.DEFINE_integer("beam_size", None, "Beam width (default: the run's eval.bea
 flags.DEFINE_integer("batch_size", 64, "Sentences translated together.")
 flags.DEFINE_bool("jit_compile", False, "Compile the decoder with XLA (pays off on long inputs).")
 flags.DEFINE_string("target_language", None, "Language to write, for a run with several targets (--pair=en-de,nl,fr).")
+cli.define_thread_flags()
 
 
 def translate_lines(run, lines, beam_size=None, batch_size=64, jit_compile=False, target_language=None):
