@@ -45,7 +45,8 @@ flags.DEFINE_list("directions", ["en-x", "x-en"], "en-x: English into the child 
 flags.DEFINE_list("sizes", ["1000"], "Child training pairs.")
 flags.DEFINE_list("seeds", ["1"], "Seeds (train.seed of scratch and child alike).")
 flags.DEFINE_list("setups", ["scratch", "transfer", "mix"], "Which runs to make.")
-flags.DEFINE_string("runs_dir", "runs/child_languages", "Where the runs go.")
+flags.DEFINE_list("runs_dir", ["runs/child_languages"], "Where the runs go (the first); --report gathers every "
+                  "scored run under all of them (e.g. the lstm and the transformer runs).")
 flags.DEFINE_bool("report", False, "Only gather the scored runs under --runs_dir into results.*.")
 
 MIX_RATIO = 0.5
@@ -81,7 +82,7 @@ def scored(workdir):
 
 def train_and_score(setup, language, direction, size, seed):
     name = f"{FLAGS.model}-{pair_of(language, direction)}-{size}-{setup}-seed{seed}"
-    workdir = os.path.join(FLAGS.runs_dir, name)
+    workdir = os.path.join(FLAGS.runs_dir[0], name)
     arguments = command(setup, language, direction, size, seed, workdir)
     if scored(workdir) is None:
         run(arguments)
@@ -93,7 +94,8 @@ def train_and_score(setup, language, direction, size, seed):
 
 def gather():
     rows = []
-    for workdir in sorted(pathlib.Path(FLAGS.runs_dir).glob("*-seed*")):
+    workdirs = [w for runs_dir in FLAGS.runs_dir for w in pathlib.Path(runs_dir).glob("*-seed*")]
+    for workdir in sorted(workdirs, key=lambda w: w.name):
         metrics = scored(workdir)
         if metrics is None:
             continue
