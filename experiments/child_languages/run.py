@@ -50,6 +50,17 @@ flags.DEFINE_list("runs_dir", ["runs/child_languages"], "Where the runs go (the 
 flags.DEFINE_bool("report", False, "Only gather the scored runs under --runs_dir into results.*.")
 
 MIX_RATIO = 0.5
+# Transfer setups: their flags beyond the plain command's. The last three are the options of issue
+# 11 §2 (which layers to freeze, the transferred weights' learning rate), each on top of the plain
+# command (mixed 0.5).
+TRANSFER_SETUPS = {
+    "transfer": ["--mix_parent_data=0"],
+    "mix": [f"--mix_parent_data={MIX_RATIO}"],
+    "freezeencoder": [f"--mix_parent_data={MIX_RATIO}", "--freeze=encoder"],
+    "freezeembeddings": [f"--mix_parent_data={MIX_RATIO}", "--freeze=embeddings"],
+    "lrhalf": [f"--mix_parent_data={MIX_RATIO}", "--transferred_lr_multiplier=0.5"],
+}
+OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf"]
 
 
 def pair_of(language, direction):
@@ -65,8 +76,9 @@ def command(setup, language, direction, size, seed, workdir):
     parent = FLAGS.parent_en_x if direction == "en-x" else FLAGS.parent_x_en
     if not parent:
         raise app.UsageError(f"--parent_{direction.replace('-', '_')} is needed for {setup} runs")
-    extra = [f"--mix_parent_data={MIX_RATIO if setup == 'mix' else 0}"]
-    return ["-m", "xling_zoo.transfer", f"--parent={parent}", *common, *extra]
+    if setup not in TRANSFER_SETUPS:
+        raise app.UsageError(f"unknown setup {setup!r}: scratch, {', '.join(TRANSFER_SETUPS)}")
+    return ["-m", "xling_zoo.transfer", f"--parent={parent}", *common, *TRANSFER_SETUPS[setup]]
 
 
 def run(arguments):
@@ -149,6 +161,15 @@ def report():
         seeds = max(len(v) for v in bleu.values())
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {copy[key][0]:.2f} / {copy[key][1]:.2f} | {cell('scratch')} | "
                      f"{cell('transfer')} | {cell('mix')} | {gain} | {over_copy} | {seeds} |")
+    options = ["| model | pair | pairs | plain command (mixed 0.5) | " + " | ".join(
+        f"+ {' '.join(TRANSFER_SETUPS[o][1:])}" for o in OPTION_SETUPS) + " |", "|---|---|---:|---:|" + "---:|" * len(OPTION_SETUPS)]
+    for key in sorted(groups):
+        if any(o in groups[key] for o in OPTION_SETUPS):
+            cells = [_mean_spread([r["bleu"] for r in groups[key][s]]) if s in groups[key] else "—"
+                     for s in ["mix", *OPTION_SETUPS]]
+            options.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
+    if len(options) > 2:
+        lines += ["", "Options of §2 on top of the plain command (test BLEU):", "", *options]
     runs = ["| run | command | updates (best) | stop | test BLEU / chrF |", "|---|---|---:|---|---:|"]
     runs += [f"| {r['run']} | `{r['command']}` | {r['updates']} ({r['best_step']}) | {r['stop_reason']} | "
              f"{r['bleu']:.2f} / {r['chrf']:.2f} |" for r in rows]
