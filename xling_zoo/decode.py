@@ -10,7 +10,8 @@ rows and reorders with ``tf.gather`` after each step.
 import tensorflow as tf
 
 from xling_zoo.data.corpus import Pair
-from xling_zoo.data.pipeline import encode_source, source_lengths
+# normalize_whitespace is re-exported: serving and the CTranslate2 export import it from here.
+from xling_zoo.data.pipeline import encode_source, normalize_whitespace, source_lengths  # noqa: F401
 from xling_zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from xling_zoo.errors import UserError
 
@@ -233,12 +234,6 @@ def _to_fixed_width(tokens, width):
     return tf.ensure_shape(tokens, [None, width]) if isinstance(width, int) else tokens
 
 
-def normalize_whitespace(sentences):
-    """The corpora's whitespace normalisation (runs collapsed, ends stripped); the tokenizer keeps
-    whitespace, so inputs must get the same."""
-    return tf.strings.strip(tf.strings.regex_replace(sentences, r"\s+", " "))
-
-
 # Under XLA, source batches are padded to a multiple of this many tokens: XLA compiles once per
 # input shape, so this bounds the compilations (4 for data.max_length 64) at little padding cost.
 XLA_SOURCE_LENGTH_MULTIPLE = 16
@@ -293,7 +288,7 @@ class Translator(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def translate(self, sentences):
-        ids = encode_source(normalize_whitespace(sentences), self.tokenizers, self.data_config, self.target_language)
+        ids = encode_source(sentences, self.tokenizers, self.data_config, self.target_language)
         ids = ids.to_tensor(default_value=PAD_ID)
         if self.jit_compile:
             extra = -tf.shape(ids)[1] % XLA_SOURCE_LENGTH_MULTIPLE
@@ -306,8 +301,8 @@ class Translator(tf.Module):
         reads only their first max_length tokens, so callers must say so."""
         if not sentences:
             return []
-        lengths = source_lengths(normalize_whitespace(tf.constant(sentences, tf.string)), self.tokenizers,
-                                 self.data_config, self.target_language).numpy()
+        lengths = source_lengths(tf.constant(sentences, tf.string), self.tokenizers, self.data_config,
+                                 self.target_language).numpy()
         return [(i, int(n)) for i, n in enumerate(lengths) if n > self.data_config.max_length]
 
     def translate_all(self, sentences, batch_size=64):

@@ -21,8 +21,7 @@ import contextlib
 
 import tensorflow as tf
 
-from xling_zoo.data.pipeline import source_lengths
-from xling_zoo.decode import normalize_whitespace
+from xling_zoo.data.pipeline import normalize_whitespace, source_lengths
 from xling_zoo.errors import UserError
 
 SIGNATURE_KEY = "serving_default"

@@ -24,6 +24,8 @@ VALIDATION_BUCKETS = 30
 
 
 def normalize_whitespace(text):
+    """Runs of whitespace one space, ends stripped: ``pipeline.normalize_whitespace``'s rule in Python
+    (the same text for every string, tests/test_text_normalisation.py)."""
     return " ".join(text.split())
 
 

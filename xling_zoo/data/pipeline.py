@@ -7,6 +7,9 @@ Batches are the dicts described in ``xling_zoo.models.base`` (all int32, 0-padde
   target_token_ids   [B, L]  target pieces + [eos]
   source_language_id [B]     index of the example's source language in ``source_languages``
 
+Text is whitespace-normalised right before tokenisation (``normalize_whitespace``), here and in
+decoding and the export alike, whatever the corpus reader did.
+
 Every sequence counts its special tokens against ``data.max_length``. A pair with either side
 longer is dropped or truncated (``data.overlength``; truncation keeps the final eos), in training
 and in validation alike, so that validation loss is measured on the kind of batch the model trains
@@ -35,6 +38,26 @@ from xling_zoo.errors import UserError
 OVERLENGTH_ACTIONS = ("drop", "truncate")
 # Raw pairs tokenized per call: tensorflow-text is much faster on a batch than on one string.
 TOKENIZE_BATCH = 256
+# Python's whitespace (str.isspace, what str.split splits on), as an RE2 class: ASCII's six, the
+# separators \x1c-\x1f, NEL, NBSP and Unicode's other spaces. RE2's \s is only ASCII's.
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+
+
+def normalize_whitespace(strings):
+    """tf.string -> tf.string: every run of whitespace one space, both ends stripped; in-graph (core
+    ops), so the exported model runs it. The same text as Python's ``" ".join(s.split())``
+    (``hash_split.normalize_whitespace``, which the built-in corpus applies when it is prepared).
+
+    SentencePiece keeps whitespace as it comes (``tokenizer``), so training, decoding and serving
+    all tokenize through this: a non-breaking space or a tab gives the ids a plain space gives.
+    """
+    # After the collapse every whitespace left is one space, which strip's ASCII set covers.
+    return tf.strings.strip(tf.strings.regex_replace(strings, f"[{WHITESPACE}]+", " "))
+
+
+def _pieces(tokenizer, strings):
+    """int32 ragged [B, None]: the pieces of the whitespace-normalised strings."""
+    return tokenizer.tokenize(normalize_whitespace(strings))
 
 
 def _check_data_config(data_config):
@@ -78,8 +101,8 @@ def _with_specials(pieces, prefix, suffix, max_length=None, row_prefix=None):
 
 def _tokenize_pairs(batch, tokenizers, prefix, max_length):
     """Source and target pieces of a batch of raw pairs, and which pairs exceed max_length."""
-    source = tokenizers.source.tokenize(batch["source"])
-    target = tokenizers.target.tokenize(batch["target"])
+    source = _pieces(tokenizers.source, batch["source"])
+    target = _pieces(tokenizers.target, batch["target"])
     # Source: [tag] + pieces + eos; decoder input / labels: one special each (bos / eos).
     overlength = tf.logical_or(
         source.row_lengths() + len(prefix) + 1 > max_length,
@@ -106,14 +129,14 @@ def encode_source(strings, tokenizers, data_config, target_language):
     longer ones. Used by decoding and export, so they feed exactly what training fed.
     """
     prefix = _source_prefix(tokenizers, data_config, target_language)
-    pieces = tokenizers.source.tokenize(strings)
+    pieces = _pieces(tokenizers.source, strings)
     return _with_specials(pieces, prefix, [EOS_ID], data_config.max_length)
 
 
 def source_lengths(strings, tokenizers, data_config, target_language):
     """int32 [B]: how many encoder ids each string needs, before ``encode_source``'s truncation."""
     prefix = _source_prefix(tokenizers, data_config, target_language)
-    return tf.cast(tokenizers.source.tokenize(strings).row_lengths(), tf.int32) + len(prefix) + 1
+    return tf.cast(_pieces(tokenizers.source, strings).row_lengths(), tf.int32) + len(prefix) + 1
 
 
 def length_report(examples, tokenizers, data_config, *, target_language):
