@@ -282,8 +282,8 @@ def export_metadata(run, target_language, quantization, ctranslate2_version):
         "workdir": workdir_lib.absolute(run.workdir), "checkpoint": run.checkpoint, "model_name": config.model_name,
         "pair": config.pair, "target_language": target_language,
         "sentencepiece": {"source": files[0], "target": files[-1]},
-        "normalize_whitespace": "collapse every run of whitespace to one space and strip both ends before "
-                                "tokenizing, as the corpora were",
+        "normalize_whitespace": "before tokenizing, every run of Unicode whitespace (Python's str.isspace) "
+                                "becomes one space and both ends are stripped: \" \".join(text.split())",
         # The encoder reads source_prefix + pieces + </s>; CTranslate2 adds the </s> (config.json add_source_eos).
         "source_prefix": [tags[target_language]] if tags else [],
         "target_language_tags": tags,

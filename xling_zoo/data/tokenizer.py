@@ -7,8 +7,9 @@ tensorflow-text's SentencePiece decoder drops leading whitespace):
 * ``byte_fallback`` and ``character_coverage=1.0``: a character outside the vocabulary (CJK, emoji
   in a Latin-script corpus) becomes its UTF-8 bytes (``<0xE4>`` pieces) instead of ``<unk>``.
 * ``normalization_rule_name="identity"`` and ``remove_extra_whitespaces=False``: SentencePiece
-  changes nothing (no NFKC, no whitespace collapsing). Whitespace is normalised once, by the corpus
-  readers; the tokenizer does not second-guess them.
+  changes nothing (no NFKC, no whitespace collapsing). Whitespace is normalised by one rule right
+  before tokenization (``pipeline.normalize_whitespace``, in-graph, also in the export), and the same
+  rule in Python here (``hash_split.normalize_whitespace``) for the sentences SentencePiece learns from.
 * ``split_digits``: numbers are spelled digit by digit, so the model can copy any number.
 * Ids 0..3 are pad, unk, bos, eos. Language tags (``<2de>``) follow from id 4, as *control*
   symbols: they are only ever inserted by id (the pipeline prepends them), text that happens to
@@ -27,6 +28,7 @@ import tensorflow_text as tf_text
 from sentencepiece import sentencepiece_model_pb2
 
 from xling_zoo.data import local_files
+from xling_zoo.data.hash_split import normalize_whitespace
 from xling_zoo.errors import UserError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -282,8 +284,8 @@ def train_tokenizers(train_examples, tokenizer_config, languages, seed=1):
     limit = tokenizer_config.max_training_sentences
     sources, targets = [], []
     for example in train_examples:
-        sources.append(_text(example["source"]))
-        targets.append(_text(example["target"]))
+        sources.append(normalize_whitespace(_text(example["source"])))
+        targets.append(normalize_whitespace(_text(example["target"])))
     if not sources:
         raise UserError("the training split is empty: there is nothing to train a tokenizer on")
     # Sampled per side, so a joint vocabulary is balanced between the two languages.
