@@ -61,6 +61,7 @@ TRANSFER_SETUPS = {
     "lrhalf": [f"--mix_parent_data={MIX_RATIO}", "--transferred_lr_multiplier=0.5"],
 }
 OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf"]
+SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)"}
 
 
 def pair_of(language, direction):
@@ -194,11 +195,13 @@ def _plot(groups, copy):
     width = 0.2
     for i, setup in enumerate(setups):
         values = [statistics.mean([r["bleu"] for r in groups[k][setup]]) if setup in groups[k] else 0 for k in keys]
-        axis.bar([x + (i - 1) * width for x in range(len(keys))], values, width, label=setup)
+        axis.bar([x + (i - 1) * width for x in range(len(keys))], values, width, label=SETUP_LABELS[setup])
     axis.scatter([x + 1.5 * width for x in range(len(keys))], [copy[k][0] for k in keys], marker="_", s=300,
                  color="black", label="copy floor")
-    axis.legend(["scratch", "transfer, child's pairs only", "transfer, plain (mixed 0.5)", "copy floor"])
-    axis.set_xticks(range(len(keys)), [f"{k[1]}\n{k[2]} pairs" for k in keys])
+    # Labels given with each artist: a list here would pair them with the artists' order.
+    axis.legend(loc="upper left", ncol=4)
+    axis.set_ylim(0, 1.2 * max(bar.get_height() for bar in axis.patches))
+    axis.set_xticks(range(len(keys)), [f"{k[0]}\n{k[1]}, {k[2]} pairs" for k in keys], fontsize=8)
     axis.set_ylabel("test BLEU (greedy)")
     figure.tight_layout()
     figure.savefig(HERE / "transfer_vs_scratch.png", dpi=100)
