@@ -72,6 +72,8 @@ def test_an_older_run_config_gets_the_fields_added_since():
     ("model.dropout=-0.1", "model.dropout=-0.1 must be in [0, 1)"),
     ("train.keep_checkpoints=0", "train.keep_checkpoints=0 must be >= 1"),
     ("eval.beam_size=0", "eval.beam_size=0 must be >= 1"),
+    ("eval.decode_length_ratio=-1", "eval.decode_length_ratio=-1.0 must be >= 0"),
+    ("eval.decode_length_offset=-2", "eval.decode_length_offset=-2 must be >= 0"),
 ])
 def test_values_a_run_cannot_start_with(assignment, message):
     config = config_lib.load_config("lstm_seq2seq")
