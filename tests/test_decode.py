@@ -95,9 +95,12 @@ class EosAt(tf.Module):
         self.model, self.likely, self.unlikely = model, float(likely), float(unlikely)
         self.steps = tf.Variable(0, dtype=tf.int32, trainable=False)
 
-    def encode(self, ids, max_length):
+    def encode(self, ids, max_length, static_shapes=True):
         eos_step = 2 + 4 * (ids[:, 0] % 5)
-        return self.model.encode(ids, max_length), eos_step
+        return self.model.encode(ids, max_length, static_shapes), eos_step
+
+    def decoding_state_shapes(self, state):
+        return self.model.decoding_state_shapes(state[0]), tf.TensorShape([None])
 
     def decoding_weights(self):
         return self.model.decoding_weights()

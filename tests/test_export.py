@@ -6,6 +6,7 @@ subprocesses that import only tensorflow and tensorflow_text (xling_zoo/tools/, 
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import pathlib
@@ -19,7 +20,7 @@ import tensorflow as tf
 
 from tests.conftest import make_pairs, run_cli_commands, shrink, write_tsv
 from xling_zoo import config as config_lib
-from xling_zoo import export, serving, trainer
+from xling_zoo import decode, export, serving, trainer
 from xling_zoo import transfer as transfer_lib
 from xling_zoo import workdir as workdir_lib
 from xling_zoo.decode import Translator, normalize_whitespace
@@ -347,9 +348,11 @@ def test_export_cli(lstm_run, tmp_path):
 
 
 def test_the_session_client_refuses_xla_only_ops_like_the_model_server(transformer_run, tmp_path, monkeypatch):
-    # Without core_tensorflow_ops, Keras' cache update is XlaDynamicUpdateSlice: what a default model
-    # server fails on, and so must the client the tests above rely on.
+    # Without core_tensorflow_ops, Keras' update of a preallocated cache (the decoding caches XLA
+    # needs) is XlaDynamicUpdateSlice: what a default model server fails on, and so must the client
+    # the tests above rely on.
     monkeypatch.setattr(serving, "core_tensorflow_ops", contextlib.nullcontext)
+    monkeypatch.setattr(export, "Translator", functools.partial(decode.Translator, static_shapes=True))
     version_dir = export.export_run(transformer_run, tmp_path / "serving", check_sentences=0)
     assert json.loads((version_dir / export.METADATA_FILE).read_text())["xla_ops"] == ["XlaDynamicUpdateSlice"]
     session = start([str(TOOLS / "session_client.py"), f"--dir={version_dir}"], stdin=subprocess.PIPE)

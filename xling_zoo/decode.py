@@ -66,13 +66,14 @@ def decode_length_limits(encoder_token_ids, max_length, ratio=0.0, offset=0):
     return tf.clip_by_value(limits, 1, max_length)
 
 
-def greedy_search(model, encoder_token_ids, max_length, limits=None):
+def greedy_search(model, encoder_token_ids, max_length, limits=None, static_shapes=False):
     """Cached greedy decoding. Returns int32 [batch, max_length]: tokens, eos, then padding.
-    ``limits`` (int32 [batch], ``decode_length_limits``) cuts each sentence at its own length."""
+    ``limits`` (int32 [batch], ``decode_length_limits``) cuts each sentence at its own length;
+    ``static_shapes`` (for XLA) keeps every loop tensor's shape fixed (``Seq2SeqTask.encode``)."""
     batch = tf.shape(encoder_token_ids)[0]
     if limits is None:
         limits = tf.fill([batch], max_length)
-    state = model.encode(encoder_token_ids, max_length)
+    state = model.encode(encoder_token_ids, max_length, static_shapes)
     weights = model.decoding_weights()
     tokens = tf.fill([batch], BOS_ID)
     # A preallocated output (not a growing TensorArray) keeps every shape static for XLA.
@@ -90,7 +91,8 @@ def greedy_search(model, encoder_token_ids, max_length, limits=None):
     def cond(i, tokens, state, finished, output):
         return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
 
-    _, _, _, _, output = tf.while_loop(cond, body, (tf.constant(0), tokens, state, finished, output))
+    loop_vars = (tf.constant(0), tokens, state, finished, output)
+    _, _, _, _, output = tf.while_loop(cond, body, loop_vars, shape_invariants=_loop_shapes(model, loop_vars, 2))
     return output
 
 
@@ -138,7 +140,7 @@ def beam_search_done(scores, lengths, finished, limits, length_penalty):
 
 
 def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalty=0.6, stop_early=True,
-                limits=None):
+                limits=None, static_shapes=False):
     """Batched beam search with the GNMT length penalty. Returns the best hypothesis per sentence,
     int32 [batch, max_length].
 
@@ -148,12 +150,13 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
     (or until every hypothesis has finished, the only stop without it). ``limits`` (int32 [batch],
     ``decode_length_limits``) cuts each sentence at its own length: from there its hypotheses only
     take padding, at no cost, and an unfinished one ranks below any finished one as at max_length.
+    ``static_shapes``: as in ``greedy_search``.
     """
     batch = tf.shape(encoder_token_ids)[0]
     if limits is None:
         limits = tf.fill([batch], max_length)
     k = beam_size
-    state = model.encode(encoder_token_ids, max_length)
+    state = model.encode(encoder_token_ids, max_length, static_shapes)
     state = tf.nest.map_structure(lambda t: tf.repeat(t, k, axis=0), state)
     weights = model.decoding_weights()
     # Only the first beam is live at the start, so the first top-k does not pick k copies.
@@ -163,8 +166,8 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
     sequences = tf.zeros([batch, k, max_length], tf.int32)
     tokens = tf.fill([batch * k], BOS_ID)
 
-    def body(i, tokens, state, scores, lengths, finished, sequences):
-        logits, state = model.decode_step(tokens, state, i, weights)
+    def body(i, tokens, old_state, scores, lengths, finished, sequences):
+        logits, new_state = model.decode_step(tokens, old_state, i, weights)
         log_probs = tf.nn.log_softmax(_forbid_special(tf.cast(logits, tf.float32)))
         vocab = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(log_probs, [batch, k, vocab])
@@ -186,7 +189,10 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
         sequences = tf.gather(sequences, beam_index, batch_dims=1)
         sequences = tf.where(tf.range(max_length)[None, None, :] == i, next_tokens[:, :, None], sequences)
         flat_index = tf.reshape(beam_index + tf.range(batch)[:, None] * k, [-1])
-        state = tf.nest.map_structure(lambda t: tf.gather(t, flat_index, axis=0), state)
+        # Entries decode_step passed through unchanged (the source's keys, values and masks) are
+        # the same for every beam of a sentence: reordering them would copy them for nothing.
+        state = tf.nest.map_structure(lambda new, old: new if new is old else tf.gather(new, flat_index, axis=0),
+                                      new_state, old_state)
         return i + 1, tf.reshape(next_tokens, [-1]), state, scores, lengths, finished, sequences
 
     def cond(i, tokens, state, scores, lengths, finished, sequences):
@@ -198,7 +204,9 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
         return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(done)))
 
     loop_vars = (tf.constant(0), tokens, state, scores, lengths, finished, sequences)
-    _, _, _, scores, lengths, finished, sequences = tf.while_loop(cond, _keeping_shapes(body), loop_vars)
+    shapes = _loop_shapes(model, loop_vars, 2)
+    _, _, _, scores, lengths, finished, sequences = tf.while_loop(
+        cond, _keeping_shapes(body, shapes), loop_vars, shape_invariants=shapes)
     # Unfinished hypotheses (cut at max_length) rank below finished ones.
     final = scores / _length_penalty(lengths, length_penalty) + tf.where(finished, 0.0, NEG_INF)
     best = tf.argmax(final, axis=-1, output_type=tf.int32)
@@ -206,24 +214,32 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
 
 
 def decode(model, encoder_token_ids, max_length, beam_size=1, length_penalty=0.6, length_ratio=0.0,
-           length_offset=0, stop_early=True):
+           length_offset=0, stop_early=True, static_shapes=False):
     """Greedy when beam_size == 1, else beam search; each sentence decodes at most
-    ``decode_length_limits(..., length_ratio, length_offset)`` tokens."""
+    ``decode_length_limits(..., length_ratio, length_offset)`` tokens. ``static_shapes`` for XLA."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     limits = decode_length_limits(encoder_token_ids, max_length, length_ratio, length_offset)
     if beam_size == 1:
-        return greedy_search(model, encoder_token_ids, max_length, limits)
-    return beam_search(model, encoder_token_ids, max_length, beam_size, length_penalty, stop_early, limits)
+        return greedy_search(model, encoder_token_ids, max_length, limits, static_shapes)
+    return beam_search(model, encoder_token_ids, max_length, beam_size, length_penalty, stop_early, limits,
+                       static_shapes)
 
 
-def _keeping_shapes(body):
-    """Wraps a while_loop body so that its outputs keep the static shapes of its inputs (gathers
-    and reshapes lose the batch dimension, which tf.while_loop would reject)."""
+def _loop_shapes(model, loop_vars, state_index):
+    """tf.while_loop's shape invariants: each loop variable's own shape, the model's
+    ``decoding_state_shapes`` for the decoder state (``loop_vars[state_index]``)."""
+    shapes = [tf.nest.map_structure(lambda t: t.shape, v) for v in loop_vars]
+    shapes[state_index] = model.decoding_state_shapes(loop_vars[state_index])
+    return tuple(shapes)
+
+
+def _keeping_shapes(body, shapes):
+    """Wraps a while_loop body so that its outputs keep the static ``shapes`` (its shape
+    invariants: gathers and reshapes lose the batch dimension, which tf.while_loop would reject)."""
 
     def wrapped(*loop_vars):
-        outputs = body(*loop_vars)
-        return tf.nest.map_structure(lambda new, old: tf.ensure_shape(new, old.shape), outputs, loop_vars)
+        return tf.nest.map_structure(tf.ensure_shape, body(*loop_vars), shapes)
 
     return wrapped
 
@@ -263,7 +279,7 @@ class Translator(tf.Module):
     """
 
     def __init__(self, model, tokenizers, config, beam_size=None, max_decode_length=None, jit_compile=False,
-                 target_language=None, length_ratio=None, length_offset=None, stop_early=True):
+                 target_language=None, length_ratio=None, length_offset=None, stop_early=True, static_shapes=None):
         super().__init__(name="translator")
         self.model = model
         self.tokenizers = tokenizers
@@ -280,11 +296,13 @@ class Translator(tf.Module):
             raise UserError(f"decode length ratio and offset must be >= 0, got {self.length_ratio} and {self.length_offset}")
         self.jit_compile = bool(jit_compile)
         self.stop_early = bool(stop_early)  # False: beam search as before the bound (benchmarks compare).
+        # Preallocated decoding caches: what XLA needs; without XLA growing ones copy less per step.
+        self.static_shapes = self.jit_compile if static_shapes is None else bool(static_shapes)
         self._decode_ids = tf.function(self._decode_ids_eager, jit_compile=jit_compile, reduce_retracing=True)
 
     def _decode_ids_eager(self, encoder_token_ids):
         return decode(self.model, encoder_token_ids, self.max_decode_length, self.beam_size, self.length_penalty,
-                      self.length_ratio, self.length_offset, self.stop_early)
+                      self.length_ratio, self.length_offset, self.stop_early, self.static_shapes)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def translate(self, sentences):

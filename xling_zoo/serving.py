@@ -143,8 +143,9 @@ class ServingGraph:
 
 @contextlib.contextmanager
 def core_tensorflow_ops():
-    """While the export is traced, ``keras.ops.slice_update`` (the Transformer's decoding caches) is
-    built from core TensorFlow ops. Keras' TensorFlow backend emits XlaDynamicUpdateSlice, which
+    """While the export is traced, ``keras.ops.slice_update`` (a model's preallocated decoding caches,
+    e.g. the Transformer's with static shapes; the export's own caches grow instead) is built from
+    core TensorFlow ops. Keras' TensorFlow backend emits XlaDynamicUpdateSlice, which
     outside an XLA cluster runs only through XLA's compile-on-demand: TF Serving turns that off by
     default (--xla_cpu_compilation_enabled=false), and such an export then fails every request
     with "XLA compilation disabled". The values are the same, so the translations are too. Only the

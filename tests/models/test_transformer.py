@@ -11,6 +11,8 @@ from xling_zoo.models.base import VocabInfo
 from xling_zoo.models.transformer import TransformerSeq2Seq
 from xling_zoo.registry import get_model
 
+from tests.test_decode import EosAt
+
 VOCAB = VocabInfo(source_vocab_size=40, target_vocab_size=50, joint=False)
 JOINT_VOCAB = VocabInfo(source_vocab_size=50, target_vocab_size=50, joint=True)
 ENCODER_IDS = tf.constant([[5, 6, 7, 3, 0], [8, 9, 3, 0, 0]])
@@ -49,11 +51,12 @@ def test_config_files_build(config_file):
     dict(normalize_first=True, dropout=0.1),
 ])
 @pytest.mark.parametrize("vocab", [VOCAB, JOINT_VOCAB], ids=["untied", "tied"])
-def test_cached_steps_equal_teacher_forcing(options, vocab):
+@pytest.mark.parametrize("static_shapes", [True, False], ids=["preallocated_cache", "growing_cache"])
+def test_cached_steps_equal_teacher_forcing(options, vocab, static_shapes):
     model = tiny_model(vocab, **options)
     full = model({"encoder_token_ids": ENCODER_IDS, "decoder_token_ids": DECODER_IDS})
     assert full.shape == (2, 4, vocab.target_vocab_size) and full.dtype == tf.float32
-    state = model.encode(ENCODER_IDS, 6)
+    state = model.encode(ENCODER_IDS, 6, static_shapes)
     steps = []
     for i in range(4):
         logits, state = model.decode_step(DECODER_IDS[:, i], state, tf.constant(i))
@@ -64,13 +67,14 @@ def test_cached_steps_equal_teacher_forcing(options, vocab):
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1], ids=["fused_attention", "einsum_attention"])
-def test_cached_steps_equal_teacher_forcing_in_mixed_bfloat16(dropout):
+@pytest.mark.parametrize("static_shapes", [True, False], ids=["preallocated_cache", "growing_cache"])
+def test_cached_steps_equal_teacher_forcing_in_mixed_bfloat16(dropout, static_shapes):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         keras.utils.set_random_seed(0)
         model = tiny_model(JOINT_VOCAB, normalize_first=True, dropout=dropout)
         full = model({"encoder_token_ids": ENCODER_IDS, "decoder_token_ids": DECODER_IDS})
-        state = model.encode(ENCODER_IDS, 6)
+        state = model.encode(ENCODER_IDS, 6, static_shapes)
         weights = model.decoding_weights()
         steps = []
         for i in range(4):
@@ -105,6 +109,14 @@ def test_state_is_batch_first():
             assert state[f"{name}_{i}"].shape == (2, TINY["num_heads"], 6, head_dim)
         for name in ("cross_key", "cross_value"):
             assert state[f"{name}_{i}"].shape == (2, TINY["num_heads"], 5, head_dim)
+    assert state["cache_positions"].shape == (2, 1, 1, 6)
+    # Without static shapes the self-attention caches start empty and grow, and the decoding loop
+    # lets their length axis change.
+    growing = model.encode(ENCODER_IDS, 6, static_shapes=False)
+    assert "cache_positions" not in growing
+    assert growing["self_key_0"].shape == (2, TINY["num_heads"], 0, head_dim)
+    assert model.decoding_state_shapes(growing)["self_key_0"].as_list() == [None, TINY["num_heads"], None, head_dim]
+    assert model.decoding_state_shapes(state)["self_key_0"].as_list() == [None, TINY["num_heads"], 6, head_dim]
 
 
 def test_compiled_step_with_symbolic_index():
@@ -128,6 +140,24 @@ def test_greedy_and_beam_search_run_on_the_cache(vocab):
     beam_one = decode.beam_search(model, ids, 8, beam_size=1, length_penalty=0.0)
     np.testing.assert_array_equal(cached.numpy(), beam_one.numpy())
     assert decode.beam_search(model, ids, 8, beam_size=3).shape[0] == 3
+
+
+@pytest.mark.parametrize("beam_size,length_penalty", [(1, 0.6), (3, 0.6), (4, 0.0), (4, 1.0)])
+def test_growing_and_preallocated_caches_decode_the_same(beam_size, length_penalty):
+    """Growing caches (what TF Serving runs) and preallocated ones (what XLA needs) give the same
+    tokens, compiled with XLA or not, on sentences that stop at different steps."""
+    keras.utils.set_random_seed(1)
+    model = EosAt(tiny_model(JOINT_VOCAB, normalize_first=True))
+    ids = tf.constant(np.random.RandomState(1).randint(4, 50, size=(5, 7)), tf.int32)
+
+    def run(static_shapes, jit_compile):
+        fn = lambda x: decode.decode(model, x, 12, beam_size, length_penalty, static_shapes=static_shapes)  # noqa: E731
+        return tf.function(fn, jit_compile=jit_compile)(ids).numpy()
+
+    growing = run(static_shapes=False, jit_compile=False)
+    assert len({int((row != 0).sum()) for row in growing}) > 1  # Sentences end at different steps.
+    np.testing.assert_array_equal(growing, run(static_shapes=True, jit_compile=False))
+    np.testing.assert_array_equal(growing, run(static_shapes=True, jit_compile=True))
 
 
 @pytest.mark.parametrize("vocab", [VOCAB, JOINT_VOCAB], ids=["untied", "tied"])

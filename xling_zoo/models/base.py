@@ -137,11 +137,18 @@ class Seq2SeqTask(Task):
         logits = self.output_logits(tf.gather_nd(features, real), training)
         return token_cross_entropy(tf.gather_nd(labels, real), logits, self.label_smoothing)
 
-    def encode(self, encoder_token_ids, max_decode_length):
+    def encode(self, encoder_token_ids, max_decode_length, static_shapes=True):
         """Runs the encoder once. Returns the decoder's initial state: a nest of tensors whose
         first dimension is the batch (decode.py tiles and gathers it along that axis for beam
-        search); caches are pre-allocated for ``max_decode_length`` steps."""
+        search). With ``static_shapes`` caches are pre-allocated for ``max_decode_length`` steps
+        (what XLA needs); without, they may start empty and grow by one position per step, which
+        copies less per step (see ``decoding_state_shapes``)."""
         raise NotImplementedError
+
+    def decoding_state_shapes(self, state):
+        """The static shape each entry of ``state`` keeps at every decoding step (tf.while_loop's
+        shape invariants): its own with the batch left open. Models whose caches grow open that axis."""
+        return tf.nest.map_structure(lambda t: tf.TensorShape([None]).concatenate(t.shape[1:]), state)
 
     def decoding_weights(self):
         """Weights rearranged for ``decode_step`` (a transposed output matrix, ...), or None.

@@ -159,7 +159,7 @@ class LSTMSeq2Seq(Seq2SeqTask):
         encoder_outputs, source_mask, states = self._encode(inputs["encoder_token_ids"], training)
         return self._decode(inputs["decoder_token_ids"], encoder_outputs, source_mask, states, training)
 
-    def encode(self, encoder_token_ids, max_decode_length=None):
+    def encode(self, encoder_token_ids, max_decode_length=None, static_shapes=True):
         encoder_outputs, source_mask, states = self._encode(encoder_token_ids)
         state = {"encoder_outputs": encoder_outputs, "source_mask": source_mask}
         for i, (h, c) in enumerate(states):

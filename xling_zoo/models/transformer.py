@@ -229,7 +229,7 @@ class TransformerSeq2Seq(Seq2SeqTask):
         return self._decode(inputs["decoder_token_ids"], encoder_outputs, encoder_padding_mask,
                             training)
 
-    def encode(self, encoder_token_ids, max_decode_length):
+    def encode(self, encoder_token_ids, max_decode_length, static_shapes=True):
         if isinstance(max_decode_length, int) and max_decode_length > self.max_length:
             raise UserError(f"{self.registered_name}: max_decode_length={max_decode_length} exceeds the "
                             f"model's max_length={self.max_length} (its learned positions)")
@@ -239,10 +239,18 @@ class TransformerSeq2Seq(Seq2SeqTask):
         batch_size = tf.shape(encoder_token_ids)[0]
         head_dim = self.hidden_dim // self.num_heads
         # Caches are heads-first, [batch, heads, length, head_dim], the layout of the attention
-        # matmuls, so that no step transposes a whole cache.
-        empty = tf.zeros([batch_size, self.num_heads, max_decode_length, head_dim], encoder_outputs.dtype)
+        # matmuls, so that no step transposes a whole cache. Without static shapes they start empty
+        # and grow by one position per step: a step then copies (to append, and to reorder beams)
+        # and attends over the positions so far, not over max_decode_length ones.
+        cache_length = max_decode_length if static_shapes else 0
+        empty = tf.zeros([batch_size, self.num_heads, cache_length, head_dim], encoder_outputs.dtype)
         # Additive attention bias for padded source positions: [batch, 1 head, 1 query, source].
         state = {"cross_bias": _mask_to_bias(encoder_padding_mask[:, None, None, :], encoder_outputs.dtype)}
+        if static_shapes:
+            # Each cache position's index, [batch, 1, 1, max_decode_length] (state entries are
+            # batch-first): the new token may see those up to its own.
+            positions = tf.range(max_decode_length)[None, None, None, :]
+            state["cache_positions"] = tf.tile(positions, [batch_size, 1, 1, 1])
         for i, layer in enumerate(self.decoder_layers):
             # Cross-attention keys/values depend on the source only: projected once per sentence.
             cross_attention = layer._cross_attention_layer
@@ -251,6 +259,14 @@ class TransformerSeq2Seq(Seq2SeqTask):
             state[f"self_key_{i}"] = empty
             state[f"self_value_{i}"] = empty
         return state
+
+    def decoding_state_shapes(self, state):
+        shapes = super().decoding_state_shapes(state)
+        if "cache_positions" not in state:  # Growing caches: their length axis changes every step.
+            for i in range(len(self.decoder_layers)):
+                for name in (f"self_key_{i}", f"self_value_{i}"):
+                    shapes[name] = tf.TensorShape([None, self.num_heads, None, state[name].shape[3]])
+        return shapes
 
     def decoding_weights(self):
         # Once per decoding call, not per token: each decoder layer's self-attention query, key and
@@ -266,9 +282,10 @@ class TransformerSeq2Seq(Seq2SeqTask):
         index = tf.convert_to_tensor(index, tf.int32)
         x = self._embed(token_ids[:, None], self.target_embedding, self.target_position_embedding,
                         self.target_embedding_dropout, start_index=index)[:, 0, :]
-        cache_length = tf.shape(state["self_key_0"])[2]
-        # The new token sees itself and every earlier position: [1, 1 head, 1 query, keys].
-        self_bias = _mask_to_bias(tf.range(cache_length)[None, None, None, :] <= index, x.dtype)
+        self_bias = None  # A growing cache holds exactly the positions the new token may see.
+        if "cache_positions" in state:
+            # The new token sees itself and every earlier position: [1, 1 head, 1 query, keys].
+            self_bias = _mask_to_bias(state["cache_positions"] <= index, x.dtype)
         new_state = dict(state)
         weights = weights or self.decoding_weights()
         for i, layer in enumerate(self.decoder_layers):
@@ -342,7 +359,8 @@ def _split_heads(x, num_heads):
 def _attend(attention, query, key, value, bias):
     """Scaled dot-product attention of one query per sentence, with the weights of a keras
     ``MultiHeadAttention``: query [batch, heads, 1, head_dim], key/value [batch, heads, length,
-    head_dim], bias broadcastable to [batch, heads, 1, length]. Returns [batch, width].
+    head_dim], bias broadcastable to [batch, heads, 1, length] or None (every key visible).
+    Returns [batch, width].
 
     Follows whichever path Keras takes in the teacher-forced call, so that cached decoding matches
     it under mixed precision too. (A source of padding only, which encode_source never makes, gets
@@ -350,11 +368,14 @@ def _attend(attention, query, key, value, bias):
     if attention._dropout == 0:
         # ops.dot_product_attention: scores scaled, biased and normalised in float32.
         scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) * attention._inverse_sqrt_key_dim
-        weights = tf.cast(tf.nn.softmax(scores + tf.cast(bias, tf.float32)), value.dtype)
+        if bias is not None:
+            scores += tf.cast(bias, tf.float32)
+        weights = tf.cast(tf.nn.softmax(scores), value.dtype)
     else:
         # The einsum path (attention dropout): the query scaled, softmax in the compute dtype.
         query = query * tf.cast(attention._inverse_sqrt_key_dim, query.dtype)
-        weights = tf.nn.softmax(tf.matmul(query, key, transpose_b=True) + bias)
+        scores = tf.matmul(query, key, transpose_b=True)
+        weights = tf.nn.softmax(scores if bias is None else scores + bias)
     context = tf.matmul(weights, value)  # [batch, heads, 1, head_dim]
     output_kernel = attention._output_dense.kernel  # [heads, head_dim, width]
     output_kernel = tf.cast(tf.reshape(output_kernel, [-1, output_kernel.shape[-1]]), query.dtype)
@@ -391,8 +412,12 @@ def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value,
         # Slices, not tf.split: Split on the minor axis was ~5x slower here (TF CPU executor).
         width = projected.shape[-1] // 3
         query, key, value = (projected[:, i * width:(i + 1) * width] for i in range(3))
-        self_key = keras.ops.slice_update(self_key, [0, 0, index, 0], _split_heads(key, num_heads))
-        self_value = keras.ops.slice_update(self_value, [0, 0, index, 0], _split_heads(value, num_heads))
+        if self_bias is None:  # A growing cache (encode without static shapes).
+            self_key = tf.concat([self_key, _split_heads(key, num_heads)], axis=2)
+            self_value = tf.concat([self_value, _split_heads(value, num_heads)], axis=2)
+        else:
+            self_key = keras.ops.slice_update(self_key, [0, 0, index, 0], _split_heads(key, num_heads))
+            self_value = keras.ops.slice_update(self_value, [0, 0, index, 0], _split_heads(value, num_heads))
         return _attend(attention, _split_heads(query, num_heads), self_key, self_value, self_bias)
 
     def cross_attention(h):
