@@ -145,6 +145,56 @@ def test_beam_search_stops_early_with_the_same_translations(seeded_model, length
     assert steps[True] < steps[False]
 
 
+def reference_beam_search(model, encoder_ids, max_length, beam_size, length_penalty):
+    """Textbook beam search, one sentence at a time in Python: every hypothesis expanded over the
+    whole vocabulary, the k best by GNMT-normalised score kept, finished ones carried on by padding
+    at no cost, until every kept hypothesis has finished or max_length. The float32 arithmetic is
+    decode.beam_search's, so the two must agree token for token."""
+    results = []
+    for row in encoder_ids.numpy():
+        state = model.encode(tf.constant(row[None, :]), max_length, False)
+        weights = model.decoding_weights()
+        # (score, length, finished, tokens, state) per hypothesis.
+        beam = [(np.float32(0.0), 0, False, [], state)]
+        for i in range(max_length):
+            if all(finished for _, _, finished, _, _ in beam):
+                break
+            candidates = []
+            for index, (score, length, finished, tokens, state) in enumerate(beam):
+                if finished:
+                    candidates.append((score, length, True, tokens + [PAD_ID], state, index, PAD_ID))
+                    continue
+                previous = tf.constant([tokens[-1] if tokens else 2])
+                logits, new_state = model.decode_step(previous, state, tf.constant(i), weights)
+                log_probs = tf.nn.log_softmax(decode._forbid_special(logits))[0].numpy()
+                for token, log_prob in enumerate(log_probs):
+                    candidates.append((np.float32(score + log_prob), length + 1, token == EOS_ID,
+                                       tokens + [token], new_state, index, token))
+            penalty = lambda length: ((5.0 + length) / 6.0) ** length_penalty  # noqa: E731
+            # Best normalised score first; ties by (hypothesis, token), decode.beam_search's order.
+            candidates.sort(key=lambda c: (-np.float32(c[0] / np.float32(penalty(c[1]))), c[5], c[6]))
+            beam = [c[:5] for c in candidates[:beam_size]]
+        final = [(score / penalty(length) if finished else -np.inf, tokens)
+                 for score, length, finished, tokens, _ in beam]
+        best = max(range(len(final)), key=lambda j: (final[j][0], -j))
+        tokens = final[best][1]
+        results.append(tokens + [PAD_ID] * (max_length - len(tokens)))
+    return np.array(results)
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_beam_search_equals_the_textbook_search(seeded_model, length_penalty):
+    """decode.beam_search only looks at each hypothesis's k best tokens and stops on its bound: it
+    must still pick exactly what a search over the whole vocabulary does."""
+    ids = tf.constant(np.random.RandomState(2).randint(4, 30, size=(6, 7)), tf.int32)
+    model = EosAt(seeded_model)
+    fast = tf.function(lambda ids: decode.beam_search(model, ids, 16, beam_size=3,
+                                                      length_penalty=length_penalty))(ids).numpy()
+    reference = reference_beam_search(model, ids, 16, 3, length_penalty)
+    assert len(set((reference != PAD_ID).sum(1).tolist())) > 1  # Sentences end at different lengths.
+    np.testing.assert_array_equal(fast, reference)
+
+
 def test_beam_search_is_done_only_when_no_alive_hypothesis_can_overtake():
     def done(finished_score, alive_score, length_penalty, alive_length=3, limit=40):
         # One sentence, two hypotheses: one finished at length 3, one alive at alive_length.

@@ -169,21 +169,26 @@ def beam_search(model, encoder_token_ids, max_length, beam_size=4, length_penalt
     def body(i, tokens, old_state, scores, lengths, finished, sequences):
         logits, new_state = model.decode_step(tokens, old_state, i, weights)
         log_probs = tf.nn.log_softmax(_forbid_special(tf.cast(logits, tf.float32)))
-        vocab = tf.shape(log_probs)[-1]
-        log_probs = tf.reshape(log_probs, [batch, k, vocab])
+        # Each hypothesis's k best next tokens: the sentence's k best candidates are among them (a
+        # hypothesis's candidates share its score and length penalty), so the rest of the step works
+        # on [batch, k, k] instead of [batch, k, vocab]. Ties keep top_k's order (beam, then token).
+        top_log_probs, top_tokens = tf.math.top_k(log_probs, k=k)
+        top_log_probs, top_tokens = tf.reshape(top_log_probs, [batch, k, k]), tf.reshape(top_tokens, [batch, k, k])
         # A finished hypothesis, or any of a sentence cut at its limit, may only continue with PAD,
         # at no cost.
-        frozen = finished | (i >= limits)[:, None]
-        pad_only = tf.one_hot(PAD_ID, vocab, on_value=0.0, off_value=NEG_INF)
-        log_probs = tf.where(frozen[:, :, None], pad_only[None, None, :], log_probs)
-        candidate_scores = scores[:, :, None] + log_probs
-        candidate_lengths = lengths[:, :, None] + tf.cast(~frozen, tf.int32)[:, :, None]
+        frozen = (finished | (i >= limits)[:, None])[:, :, None]
+        pad_only = tf.one_hot(0, k, on_value=0.0, off_value=NEG_INF)
+        top_log_probs = tf.where(frozen, pad_only[None, None, :], top_log_probs)
+        top_tokens = tf.where(frozen, PAD_ID, top_tokens)
+        candidate_scores = scores[:, :, None] + top_log_probs
+        candidate_lengths = lengths[:, :, None] + tf.cast(~frozen, tf.int32)
         normalised = candidate_scores / _length_penalty(candidate_lengths, length_penalty)
-        _, top = tf.math.top_k(tf.reshape(normalised, [batch, -1]), k=k)
-        beam_index, next_tokens = top // vocab, top % vocab
-        scores = tf.gather(tf.reshape(candidate_scores, [batch, -1]), top, batch_dims=1)
-        lengths = tf.gather(tf.reshape(tf.broadcast_to(candidate_lengths, tf.shape(candidate_scores)),
-                                       [batch, -1]), top, batch_dims=1)
+        _, top = tf.math.top_k(tf.reshape(normalised, [batch, k * k]), k=k)
+        beam_index = top // k
+        next_tokens = tf.gather(tf.reshape(top_tokens, [batch, k * k]), top, batch_dims=1)
+        scores = tf.gather(tf.reshape(candidate_scores, [batch, k * k]), top, batch_dims=1)
+        lengths = tf.gather(tf.reshape(tf.broadcast_to(candidate_lengths, [batch, k, k]), [batch, k * k]), top,
+                            batch_dims=1)
         was_finished = tf.gather(finished, beam_index, batch_dims=1)
         finished = was_finished | tf.equal(next_tokens, EOS_ID)
         sequences = tf.gather(sequences, beam_index, batch_dims=1)
