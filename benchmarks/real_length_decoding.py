@@ -1,6 +1,7 @@
 """Decoding a trained run's test set at real lengths: beam search that runs until every hypothesis
 has finished (the loop before its stopping bound), with the bound, and with each sentence's own
-length limit; greedy with and without the limit.
+length limit; greedy with and without the limit; both with the preallocated decoding caches that XLA
+needs (``static_shapes``) instead of the growing ones decoding uses without XLA.
 
     taskset -c 1 python -m benchmarks.real_length_decoding --workdir=runs/lstm_seq2seq-en-de
 
@@ -43,12 +44,14 @@ flags.DEFINE_integer("max_examples", 0, "Only the first N test sentences (0 = al
 flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads (pin as many cores).")
 flags.DEFINE_string("output", None, "Where the JSON result goes (default: results/real_length_decoding_<run>.json).")
 
-VARIANTS = [  # name, beam size, stop early, length limited
-    ("beam4_until_all_finished", 4, False, False),
-    ("beam4_stopping_bound", 4, True, False),
-    ("beam4_stopping_bound_length_limit", 4, True, True),
-    ("greedy", 1, True, False),
-    ("greedy_length_limit", 1, True, True),
+VARIANTS = [  # name, beam size, stop early, length limited, preallocated caches
+    ("beam4_until_all_finished", 4, False, False, False),
+    ("beam4_stopping_bound", 4, True, False, False),
+    ("beam4_stopping_bound_length_limit", 4, True, True, False),
+    ("beam4_stopping_bound_preallocated_caches", 4, True, False, True),
+    ("greedy", 1, True, False, False),
+    ("greedy_length_limit", 1, True, True, False),
+    ("greedy_preallocated_caches", 1, True, False, True),
 ]
 
 
@@ -69,10 +72,10 @@ def main(argv):
     sources = [e["source"] for e in examples]
     references = [e["target"] for e in examples]
     translators = {}
-    for name, beam, stop_early, limited in VARIANTS:
+    for name, beam, stop_early, limited, preallocated in VARIANTS:
         ratio, offset = (FLAGS.length_ratio, FLAGS.length_offset) if limited else (0.0, 0)
         translators[name] = Translator(run.model, run.tokenizers, config, beam_size=beam, stop_early=stop_early,
-                                       length_ratio=ratio, length_offset=offset)
+                                       length_ratio=ratio, length_offset=offset, static_shapes=preallocated)
     outputs, timings = {}, {name: [] for name, *_ in VARIANTS}
     for name, translator in translators.items():  # Warm-up: traces every batch shape.
         outputs[name] = translator.translate_all(sources, batch_size=FLAGS.batch_size)
@@ -83,13 +86,13 @@ def main(argv):
             timings[name].append((time.perf_counter() - wall, _cpu_seconds() - cpu))
     tokenizer = run.tokenizers.target
     rows = {}
-    for name, beam, stop_early, limited in VARIANTS:
+    for name, beam, stop_early, limited, preallocated in VARIANTS:
         reference_variant = "beam4_until_all_finished" if beam > 1 else "greedy"
         tokens = int(tokenizer.tokenize(tf.constant(outputs[name])).flat_values.shape[0])
         wall = statistics.median(t[0] for t in timings[name])
         cpu = statistics.median(t[1] for t in timings[name])
         rows[name] = {
-            "beam_size": beam, "stop_early": stop_early,
+            "beam_size": beam, "stop_early": stop_early, "preallocated_caches": preallocated,
             "length_limit": f"{FLAGS.length_ratio} * source ids + {FLAGS.length_offset}" if limited else None,
             "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "output_tokens": tokens,
             "tokens_per_s": round(tokens / wall, 1),
