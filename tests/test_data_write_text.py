@@ -1,6 +1,5 @@
 """python -m xling_zoo.data --write_text=DIR: aligned plain-text splits, and what it refuses."""
 
-import importlib
 import pathlib
 import subprocess
 import sys
@@ -10,17 +9,11 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import make_pairs, run_cli_commands, write_tsv
-from xling_zoo.data import corpus
+from xling_zoo.data import corpus, text_export
 from xling_zoo.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SPLITS = ("train", "validation", "test")
-
-
-@pytest.fixture(scope="module")
-def data_main():
-    """The entry point's module, for write_text itself (imported, not run: its flags are only defined)."""
-    return importlib.import_module("xling_zoo.data.__main__")
 
 
 def lines(path):
@@ -117,10 +110,10 @@ def test_cli_refusals_write_nothing(tiny_tsv, tmp_path):
 
 @pytest.mark.parametrize("pair, directions", [("en-de,nl", [("en", "de"), ("en", "nl")]),
                                               ("de,nl-en", [("de", "en"), ("nl", "en")])])
-def test_several_directions_one_file_pair_each_on_a_gfile_filesystem(data_main, tmp_path, pair, directions):
+def test_several_directions_one_file_pair_each_on_a_gfile_filesystem(tmp_path, pair, directions):
     text_corpus = three_languages(tmp_path)
     out = f"ram://write_text/{uuid.uuid4().hex[:8]}"  # TensorFlow's in-memory filesystem: tf.io.gfile only.
-    written = data_main.write_text(text_corpus, pair, out, max_train_examples=101)
+    written = text_export.write_text(text_corpus, pair, out, max_train_examples=101)
     names = [f"{split}.{source}-{target}.{language}" for split in SPLITS for source, target in directions
              for language in (source, target)]
     assert [path for path, _ in written] == [f"{out}/{name}" for name in names]
@@ -144,20 +137,20 @@ def fake_split(rows):
                                                "source_language": ["en"] * len(rows)})
 
 
-def test_a_line_feed_in_a_later_split_leaves_nothing(data_main, monkeypatch, tmp_path):
+def test_a_line_feed_in_a_later_split_leaves_nothing(monkeypatch, tmp_path):
     """tsv: and text: files cannot hold a line feed inside a sentence, a TFDS dataset can."""
     good = [("One.", "Eins."), ("Two.", "Zwei.")]
     splits = {"train": good * 3, "validation": good, "test": good + [("Three.", "Drei\nund vier.")]}
     monkeypatch.setattr(corpus, "load_split", lambda spec, pair, split, **kwargs: fake_split(splits[split]))
     with pytest.raises(UserError, match=r"^test split, line 3 of .*/out/test.de: the sentence holds a line feed "
                                         r"\(\\n, U\+000A\), which would break it .*'Drei\\nund vier.'"):
-        data_main.write_text("tfds:made/up", "en-de", tmp_path / "out")
+        text_export.write_text("tfds:made/up", "en-de", tmp_path / "out")
     assert files_under(tmp_path) == []
 
 
-def test_an_interrupted_run_leaves_no_file(data_main, monkeypatch, tmp_path):
+def test_an_interrupted_run_leaves_no_file(monkeypatch, tmp_path):
     monkeypatch.setattr(corpus, "load_split", lambda spec, pair, split, **kwargs: fake_split([("A.", "B.")] * 50))
-    original_add, calls = data_main._LineWriter.add, []
+    original_add, calls = text_export._LineWriter.add, []
 
     def add_then_interrupt(writer, sentence):
         calls.append(sentence)
@@ -165,9 +158,9 @@ def test_an_interrupted_run_leaves_no_file(data_main, monkeypatch, tmp_path):
             raise KeyboardInterrupt
         original_add(writer, sentence)
 
-    monkeypatch.setattr(data_main._LineWriter, "add", add_then_interrupt)
+    monkeypatch.setattr(text_export._LineWriter, "add", add_then_interrupt)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "other").write_text("kept\n", encoding="utf-8")
     with pytest.raises(KeyboardInterrupt):
-        data_main.write_text("tfds:made/up", "en-de", tmp_path / "out")
+        text_export.write_text("tfds:made/up", "en-de", tmp_path / "out")
     assert files_under(tmp_path) == ["out", "out/other"]
