@@ -40,6 +40,10 @@ flags.DEFINE_string("model", "lstm_seq2seq", "Model of the scratch runs (the par
 flags.DEFINE_string("config", None, "Config file of the scratch runs (the parents' --config; default: the model's).")
 flags.DEFINE_string("parent_en_x", None, "Parent run for en->X children (an en-de run).")
 flags.DEFINE_string("parent_x_en", None, "Parent run for X->en children (a de-en run).")
+flags.DEFINE_string("multilingual_parent_en_x", None, "Parent run of the 'multi' setup for en->X children: one "
+                    "source into several targets (e.g. an en-de,nl,pl run).")
+flags.DEFINE_string("multilingual_parent_x_en", None, "Parent run of the 'multi' setup for X->en children: several "
+                    "sources into English (e.g. a de,nl,pl-en run).")
 flags.DEFINE_list("languages", ["sv", "cs", "fi"], "Child languages.")
 flags.DEFINE_list("directions", ["en-x", "x-en"], "en-x: English into the child language; x-en: the reverse.")
 flags.DEFINE_list("sizes", ["1000"], "Child training pairs.")
@@ -59,9 +63,12 @@ TRANSFER_SETUPS = {
     "freezeencoder": [f"--mix_parent_data={MIX_RATIO}", "--freeze=encoder"],
     "freezeembeddings": [f"--mix_parent_data={MIX_RATIO}", "--freeze=embeddings"],
     "lrhalf": [f"--mix_parent_data={MIX_RATIO}", "--transferred_lr_multiplier=0.5"],
+    # The plain command from a multilingual parent (--multilingual_parent_*) instead of a single-pair one.
+    "multi": [],
 }
 OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf"]
-SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)"}
+SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)",
+                "multi": "plain, multilingual parent"}
 
 
 def pair_of(language, direction):
@@ -74,9 +81,10 @@ def command(setup, language, direction, size, seed, workdir):
     if setup == "scratch":
         config = [f"--config={FLAGS.config}"] if FLAGS.config else []
         return ["-m", "xling_zoo.train", f"--model={FLAGS.model}", *config, *common]
-    parent = FLAGS.parent_en_x if direction == "en-x" else FLAGS.parent_x_en
+    prefix = "multilingual_parent" if setup == "multi" else "parent"
+    parent = getattr(FLAGS, f"{prefix}_{direction.replace('-', '_')}")
     if not parent:
-        raise app.UsageError(f"--parent_{direction.replace('-', '_')} is needed for {setup} runs")
+        raise app.UsageError(f"--{prefix}_{direction.replace('-', '_')} is needed for {setup} runs")
     if setup not in TRANSFER_SETUPS:
         raise app.UsageError(f"unknown setup {setup!r}: scratch, {', '.join(TRANSFER_SETUPS)}")
     return ["-m", "xling_zoo.transfer", f"--parent={parent}", *common, *TRANSFER_SETUPS[setup]]
@@ -144,8 +152,9 @@ def report():
         groups[key][row["setup"]].append(row)
         copy[key] = (row["copy_bleu"], row["copy_chrf"])
     lines = ["| model | pair | pairs | copy floor BLEU / chrF | scratch | transfer, child's pairs only | "
-             "**transfer, plain command** (mixed 0.5) | plain − scratch | plain − copy | seeds |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "**transfer, plain command** (mixed 0.5) | plain − scratch | plain − copy | plain, multilingual parent | "
+             "seeds |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key in sorted(groups):
         setups = groups[key]
         bleu = {setup: [r["bleu"] for r in runs] for setup, runs in setups.items()}
@@ -161,7 +170,7 @@ def report():
         over_copy = f"{statistics.mean(bleu['mix']) - copy[key][0]:+.2f}" if "mix" in bleu else "—"
         seeds = max(len(v) for v in bleu.values())
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {copy[key][0]:.2f} / {copy[key][1]:.2f} | {cell('scratch')} | "
-                     f"{cell('transfer')} | {cell('mix')} | {gain} | {over_copy} | {seeds} |")
+                     f"{cell('transfer')} | {cell('mix')} | {gain} | {over_copy} | {cell('multi')} | {seeds} |")
     options = ["| model | pair | pairs | plain command (mixed 0.5) | " + " | ".join(
         f"+ {' '.join(TRANSFER_SETUPS[o][1:])}" for o in OPTION_SETUPS) + " |", "|---|---|---:|---:|" + "---:|" * len(OPTION_SETUPS)]
     for key in sorted(groups):
@@ -190,16 +199,16 @@ def _plot(groups, copy):
     keys = sorted(groups)
     if not keys:
         return
-    setups = ["scratch", "transfer", "mix"]
+    setups = [s for s in ["scratch", "transfer", "mix", "multi"] if any(s in groups[k] for k in keys)]
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 4))
-    width = 0.2
+    width = 0.8 / (len(setups) + 1)
     for i, setup in enumerate(setups):
         values = [statistics.mean([r["bleu"] for r in groups[k][setup]]) if setup in groups[k] else 0 for k in keys]
         axis.bar([x + (i - 1) * width for x in range(len(keys))], values, width, label=SETUP_LABELS[setup])
-    axis.scatter([x + 1.5 * width for x in range(len(keys))], [copy[k][0] for k in keys], marker="_", s=300,
+    axis.scatter([x + (len(setups) - 1) * width for x in range(len(keys))], [copy[k][0] for k in keys], marker="_", s=300,
                  color="black", label="copy floor")
     # Labels given with each artist: a list here would pair them with the artists' order.
-    axis.legend(loc="upper left", ncol=4)
+    axis.legend(loc="upper left", ncol=len(setups) + 1, fontsize=8)
     axis.set_ylim(0, 1.2 * max(bar.get_height() for bar in axis.patches))
     axis.set_xticks(range(len(keys)), [f"{k[0]}\n{k[1]}, {k[2]} pairs" for k in keys], fontsize=8)
     axis.set_ylabel("test BLEU (greedy)")
