@@ -76,6 +76,25 @@ def prepared_tiny_tsv(tiny_tsv):
     return tiny_tsv
 
 
+def write_aligned(directory, rows, languages):
+    """text:TRAIN,VALIDATION,TEST prefixes of aligned files <split>.<language>, one column per language."""
+    directory.mkdir(parents=True, exist_ok=True)
+    splits = {"train": rows[:1000], "validation": rows[1000:1100], "test": rows[1100:]}
+    for split, part in splits.items():
+        for column, language in enumerate(languages):
+            (directory / f"{split}.{language}").write_text("".join(row[column] + "\n" for row in part), encoding="utf-8")
+    return "text:" + ",".join(str(directory / split) for split in splits)
+
+
+@pytest.fixture(scope="session")
+def multiway(tmp_path_factory):
+    """English, a German-like and a Dutch-like language, aligned; "af" is the Dutch-like column again
+    under another code: the child language a multi-target parent never saw."""
+    german, dutch = make_pairs(1200, seed=5, column=0), make_pairs(1200, seed=5, column=1)
+    rows = [(en, de, nl, nl) for (en, de), (_, nl) in zip(german, dutch)]
+    return write_aligned(tmp_path_factory.mktemp("multiway"), rows, ("en", "de", "nl", "af"))
+
+
 def shrink(config, corpus):
     """The real config, made tiny: the smoke tests exercise the same code and fields."""
     from xling_zoo import config as config_lib

@@ -228,8 +228,8 @@ def test_frozen_groups_stay_and_transferred_weights_get_their_learning_rate(pare
 def test_bad_requests_are_refused_before_anything_is_written(parent_dir, nl_tsv, tmp_path):
     child = tmp_path / "child"
     cases = [
-        (dict(model_name="transformer"), "own model type"),
-        (dict(overrides=["model_name=transformer"]), "own model type"),
+        (dict(model_name="transformer"), "a transformer child cannot take a lstm_seq2seq parent's weights"),
+        (dict(overrides=["model_name=transformer"]), "choose the child's model type with --model=transformer"),
         (dict(vocab="both"), "--vocab='both' is not one of parent, child"),
         (dict(freeze=["encoder", "attention"]), "unknown layer group attention; .* embeddings, encoder, decoder, head"),
         (dict(transferred_lr_multiplier=0.0), "must be > 0"),

@@ -2,7 +2,8 @@
 
 ``python -m xling_zoo.transfer --parent=runs/lstm_seq2seq-en-de --pair=en-nl --workdir=runs/child``
 loads the parent's config, best weights and tokenizer, builds the child config (the parent's, with
-the pair, corpus and overrides changed; the ``model`` section stays the parent's), writes the
+the pair, corpus and overrides changed; the ``model`` section stays the parent's, or with ``--model``
+another type takes it as that type declares: ``Task.model_config_from_parent``), writes the
 child's tokenizer, and trains with the one training loop, ``trainer.train_and_evaluate``, passing it
 a ``Transfer`` object as its ``transfer`` hook. The child directory is an ordinary run directory;
 rerunning the same command resumes it.
@@ -19,7 +20,10 @@ piece: a piece the parent knows keeps the parent's row; a new language tag start
 tags of the languages the parent wrote (its one target's tag, or all of a multi-target parent's
 ``--pair=en-de,nl,fr``); any other new piece starts as the mean of the parent rows of the pieces
 the parent tokenizer splits it into (the mean of all rows when that gives nothing). Every other
-weight is copied. Optimizer state is fresh. ``CHILD/transfer.json`` lists what was done.
+weight is copied. Weights are matched by name (``weight_keys``): a child weight the parent lacks
+keeps its own initialisation (an adversarial child's discriminator), a parent weight the child lacks
+is left behind, and a name whose shapes differ is an error. Optimizer state is fresh.
+``CHILD/transfer.json`` lists every weight as copied, remapped, new or frozen.
 
 Schedule: the child's comes from its own data, not the parent's (``child_schedule``): validation
 every max(100 updates, one child epoch), no early stopping before 5 such intervals, then patience of
@@ -176,19 +180,42 @@ def _same_pieces(a, b):
 
 # === The trainer's transfer hook ===
 
-def _structural(path):
-    return "/".join(_UNIQUE_SUFFIX.sub("", part) for part in path.split("/"))
+def weight_keys(model):
+    """Each weight's name inside ``model``, for matching a parent's weights to a child's: its path
+    without the model's own name (``transformer/encoder_layer_0/...`` and ``adversarial/encoder_layer_0/...``
+    are one weight) and without Keras's per-process unique suffixes, numbered ``#k`` from the second
+    weight that shares one (the suffixes of ``encoder_layer_0`` and ``encoder_layer_1`` are dropped
+    too, so layers of one kind pair up in build order)."""
+    keys, seen = [], {}
+    for variable in model.weights:
+        inside = variable.path.split("/", 1)[-1]
+        key = "/".join(_UNIQUE_SUFFIX.sub("", part) for part in inside.split("/"))
+        count = seen.get(key, 0)
+        seen[key] = count + 1
+        keys.append(f"{key}#{count}" if count else key)
+    return keys
+
+
+# Weights named in a shape error or a console listing (the counts are always complete).
+LISTED_WEIGHTS = 10
 
 
 class Transfer:
     """The ``transfer`` hook of ``trainer.train_and_evaluate``: initialize, freeze, lr_multipliers,
     write_report (see its docstring).
 
+    Weights are matched by name (``weight_keys``), so the child may be another model type that takes
+    the parent's parts (``Task.model_config_from_parent``): an ``adversarial`` child of a
+    ``transformer`` parent gets its translator and a fresh discriminator; a ``transformer`` child of an
+    ``adversarial`` parent leaves the discriminator behind. Every child weight is copied, remapped
+    (vocabulary rows, see ``remap_vocabulary``) or new (no parent weight of its name: the child's own
+    initialisation); a name whose shapes differ is an error.
+
     Args:
         parent: workdir.Run. The loaded parent run (config, tokenizers, restored model).
         tokenizers: Tokenizers. The child's tokenizers.
         vocab: str. "parent" or "child" (recorded in the report).
-        freeze: sequence of str. Layer groups (``Task.layer_groups()``) left untrained.
+        freeze: sequence of str. Layer groups (the child's ``Task.layer_groups()``) left untrained.
         transferred_lr_multiplier: float. Learning-rate factor of the weights copied unchanged from
             the parent; weights with new vocabulary rows train at the full rate.
         child: dict. What the report says about the child (pair, corpus, ...).
@@ -201,11 +228,6 @@ class Transfer:
         self.freeze_groups = list(dict.fromkeys(freeze))
         self.transferred_lr_multiplier = float(transferred_lr_multiplier)
         self.child = dict(child or {})
-        groups = parent.model.layer_groups()
-        unknown = [g for g in self.freeze_groups if g not in groups]
-        if unknown:
-            raise UserError(f"--freeze: unknown layer group {', '.join(unknown)}; {parent.config.model_name} has "
-                            f"{', '.join(groups) or 'no groups'}")
         if not self.transferred_lr_multiplier > 0:
             raise UserError(f"--transferred_lr_multiplier must be > 0, got {transferred_lr_multiplier} "
                             "(use --freeze to keep weights fixed)")
@@ -215,39 +237,43 @@ class Transfer:
         self.remaps = {"source": remap_vocabulary(parent.tokenizers.source, tokenizers.source, parent_tags)}
         self.remaps["target"] = (self.remaps["source"] if parent.tokenizers.joint and tokenizers.joint else
                                  remap_vocabulary(parent.tokenizers.target, tokenizers.target, parent_tags))
-        # The child values of every parent weight, in the parent model's weight order.
+        # {weight key: (parent path, the child's value, (side, axis) if remapped else None)}.
         axes = parent.model.vocab_axes()
-        self._plan = []
-        for variable in parent.model.weights:
-            value = variable.numpy()
-            if variable.path in axes:
-                side, axis = axes[variable.path]
-                remap = self.remaps[side]
-                if not remap.identity:
-                    self._plan.append((variable.path, remap_array(value, axis, remap), (side, axis)))
-                    continue
-            self._plan.append((variable.path, value, None))
+        self._parent_weights = {}
+        for key, variable in zip(weight_keys(parent.model), parent.model.weights):
+            value, how = variable.numpy(), None
+            if variable.path in axes and not self.remaps[axes[variable.path][0]].identity:
+                how = axes[variable.path]
+                value = remap_array(value, how[1], self.remaps[how[0]])
+            self._parent_weights[key] = (variable.path, value, how)
 
     # --- Hooks ---------------------------------------------------------------------------------
 
     def initialize(self, model):
-        """Sets every weight of ``model`` (a freshly built child) from the parent. Returns the report."""
-        weights = model.weights
-        if len(weights) != len(self._plan):
-            raise UserError(f"the child {model.name} has {len(weights)} weights, the parent "
-                            f"{len(self._plan)}: their model configs differ in structure")
-        for variable, (parent_path, value, _) in zip(weights, self._plan):
-            if _structural(variable.path) != _structural(parent_path):
-                raise UserError(f"the child's weight {variable.path} stands where the parent has {parent_path}: "
-                                "their model configs differ in structure")
+        """Sets every weight of ``model`` (a freshly built child) that the parent has. Returns the report."""
+        self._check_freeze_groups(model)
+        matched, mismatched = [], []
+        for key, variable in zip(weight_keys(model), model.weights):
+            if key not in self._parent_weights:
+                continue
+            parent_path, value, _ = self._parent_weights[key]
             if tuple(variable.shape) != value.shape:
-                raise UserError(f"the child's weight {variable.path} has shape {tuple(variable.shape)}, the "
-                                f"parent's {parent_path} gives {value.shape}: the model configs differ")
-        for variable, (_, value, _) in zip(weights, self._plan):
+                mismatched.append(f"{variable.path} {tuple(variable.shape)} <- {parent_path} {value.shape}")
+            matched.append((variable, value))
+        if mismatched:
+            raise UserError(f"{len(mismatched)} of the child's weights do not fit the parent's of the same name "
+                            f"(child shape <- parent shape): {'; '.join(mismatched[:LISTED_WEIGHTS])}"
+                            + (f" (and {len(mismatched) - LISTED_WEIGHTS} more)" if len(mismatched) > LISTED_WEIGHTS else "") +
+                            ". The child's model config must keep the parent's sizes (--set=model.* changed them?)")
+        if not matched:
+            raise UserError(f"the child {model.name} shares no weight with the parent {self.parent.model.name} "
+                            f"({self.parent.workdir}): nothing to transfer")
+        for variable, value in matched:
             variable.assign(value)
         return self._report(model)
 
     def freeze(self, model):
+        self._check_freeze_groups(model)
         for name in self._frozen_layers(model):
             model.get_layer(name).trainable = False
 
@@ -255,7 +281,7 @@ class Transfer:
         """{variable path: multiplier} for the variables copied unchanged from the parent."""
         if self.transferred_lr_multiplier == 1.0:
             return {}
-        return {v.path: self.transferred_lr_multiplier for v in self._copied(model)}
+        return {v.path: self.transferred_lr_multiplier for v in self._matched(model, "copied")}
 
     def write_report(self, workdir, report):
         workdir_lib.write_atomically(workdir_lib.join(workdir, TRANSFER_FILE), json.dumps(report, indent=2) + "\n")
@@ -268,35 +294,57 @@ class Transfer:
         return {"parent": workdir_lib.absolute(self.parent.workdir), "vocab": self.vocab, "freeze": self.freeze_groups,
                 "transferred_lr_multiplier": self.transferred_lr_multiplier}
 
+    def _check_freeze_groups(self, model):
+        groups = model.layer_groups()
+        unknown = [g for g in self.freeze_groups if g not in groups]
+        if unknown:
+            raise UserError(f"--freeze: unknown layer group {', '.join(unknown)}; {model.name} has "
+                            f"{', '.join(groups) or 'no groups'}")
+
     def _frozen_layers(self, model):
         groups = model.layer_groups()
         return [name for group in self.freeze_groups for name in groups[group]]
 
-    def _copied(self, model):
-        return [v for v, (_, _, remapped) in zip(model.weights, self._plan) if remapped is None]
+    def _matched(self, model, kind):
+        """The child's variables that the parent ``copied`` unchanged, ``remapped``, or did not have (``new``)."""
+        result = []
+        for key, variable in zip(weight_keys(model), model.weights):
+            entry = self._parent_weights.get(key)
+            found = "new" if entry is None else "copied" if entry[2] is None else "remapped"
+            if found == kind:
+                result.append(variable)
+        return result
 
     def _report(self, model):
         remapped = {}
-        for variable, (_, _, how) in zip(model.weights, self._plan):
-            if how is not None:
-                side, axis = how
+        for key, variable in zip(weight_keys(model), model.weights):
+            entry = self._parent_weights.get(key)
+            if entry is not None and entry[2] is not None:
+                side, axis = entry[2]
                 remap = self.remaps[side]
                 remapped[variable.path] = {"vocabulary": side, "axis": axis, "rows_kept": remap.kept,
                                            "rows_new": remap.child_size - remap.kept}
         frozen = [v.path for name in self._frozen_layers(model) for v in model.get_layer(name).weights]
         vocabularies = ({"joint": self.remaps["source"].summary()} if self.remaps["source"] is self.remaps["target"]
                         else {side: remap.summary() for side, remap in self.remaps.items()})
-        multipliers = {v.path: self.transferred_lr_multiplier for v in self._copied(model)
+        copied = self._matched(model, "copied")
+        multipliers = {v.path: self.transferred_lr_multiplier for v in copied
                        if v.path not in frozen and self.transferred_lr_multiplier != 1.0}
+        child_keys = set(weight_keys(model))
         return {
             **self.settings(),
             "parent_checkpoint": str(self.parent.checkpoint),
             "parent_pair": self.parent.config.pair,
-            "model_name": self.parent.config.model_name,
+            "parent_model_name": self.parent.config.model_name,
+            "model_name": model.registered_name,
             "child": self.child,
             "vocabularies": vocabularies,
-            "copied": [v.path for v in self._copied(model)],
+            "copied": [v.path for v in copied],
             "remapped": remapped,
+            # The child's own initialisation: weights the parent does not have.
+            "new": [v.path for v in self._matched(model, "new")],
+            # The parent's weights that the child has no place for (an adversarial parent's discriminator).
+            "parent_not_used": [path for key, (path, _, _) in self._parent_weights.items() if key not in child_keys],
             "frozen": {"groups": self.freeze_groups, "variables": frozen},
             "lr_multipliers": multipliers,
         }
@@ -311,9 +359,19 @@ def format_report(report):
         lines.append(f"  {side} vocabulary: {v['parent_size']} -> {v['child_size']} pieces, {v['kept']} kept, "
                      f"{v['new']} new (initialised from: " +
                      ", ".join(f"{k} {n}" for k, n in v["new_initialised_from"].items()) + ")")
+    if report["model_name"] != report["parent_model_name"]:
+        child = report["model_name"]
+        lines.append(f"  a {report['parent_model_name']} parent -> {'an' if child[0] in 'aeiou' else 'a'} {child} child, "
+                     "weights matched by name")
     lines.append(f"  copied {len(report['copied'])} weights; remapped {len(report['remapped'])}:")
     for path, r in report["remapped"].items():
         lines.append(f"    {path}: {r['rows_kept']} rows kept, {r['rows_new']} new ({r['vocabulary']}, axis {r['axis']})")
+    for kind, what in (("new", "new (the child's own initialisation; the parent has no such weight)"),
+                       ("parent_not_used", "of the parent's weights not used (the child has no such weight)")):
+        if report[kind]:
+            listed = report[kind][:LISTED_WEIGHTS]
+            lines.append(f"  {len(report[kind])} {what}: {', '.join(listed)}" +
+                         (" ..." if len(report[kind]) > len(listed) else ""))
     schedule = report["child"].get("schedule")
     if schedule:
         overridden = report["child"].get("schedule_overridden") or []
@@ -367,16 +425,21 @@ def _overridden(overrides):
 
 def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_train_examples=None,
                       overrides=(), model_name=None, steps_per_epoch=None):
-    """The parent's config with the child's pair, corpus and overrides; the model stays the parent's.
+    """The parent's config with the child's pair, corpus and overrides.
 
+    model_name: the child's model type (default: the parent's). Another type takes its ``model``
+    section from the parent's as that type declares (``Task.model_config_from_parent``), or refuses.
     steps_per_epoch: updates in one epoch of the child's data; when given, the child's schedule
     (``child_schedule``) replaces the parent's, key by key unless ``overrides`` set the key.
     """
     parent_model = parent_config.model_name
-    if model_name and model_name != parent_model:
-        raise UserError(f"--model={model_name}, but the parent is a {parent_model} run: a parent is only "
-                        f"transferred into a child of its own model type")
+    child_model = model_name or parent_model
     config = config_lib.from_json(config_lib.to_json(parent_config))
+    if child_model != parent_model:
+        child_class = get_model(child_model)
+        config.model = child_class.model_config_from_parent(
+            parent_model, config.model, config_lib.load_config(child_model).model)
+        config.model_name = child_model
     config.pair = str(corpus.Pair.parse(pair))
     config.mix = config_lib.common_defaults().mix  # What the parent mixed in is not the child's.
     if corpus_spec is not None:
@@ -392,9 +455,9 @@ def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_
             config.train.steps = 0  # --epochs asks for epochs; the schedule's update count would win.
     for assignment in overrides:
         config_lib.apply_override(config, assignment)
-    if config.model_name != parent_model:
-        raise UserError(f"model_name={config.model_name}, but the parent is a {parent_model} run: a parent "
-                        "is only transferred into a child of its own model type")
+    if config.model_name != child_model:
+        raise UserError(f"--set=model_name={config.model_name}: choose the child's model type with "
+                        f"--model={config.model_name} instead")
     return config
 
 
@@ -608,7 +671,9 @@ if __name__ == "__main__":
                        "Mixed fine-tuning: this share of each pass, in [0, 1), is the parent's own training pairs "
                        f"(with their own language tag); 0 = the child's pairs only. Default: {CHILD_MIX_PARENT_DATA} "
                        "where the parent's corpus can be read, else 0.")
-    flags.DEFINE_string("model", None, "Expected model type (must be the parent's; default: the parent's).")
+    flags.DEFINE_string("model", None, "The child's model type (default: the parent's). Another type takes the "
+                        "parent's weights by name where it declares how: an adversarial child of a transformer or "
+                        "lstm_seq2seq parent, a transformer or lstm_seq2seq child of an adversarial parent.")
     flags.DEFINE_multi_string("set", [], "Config override key=value, repeatable: --set=train.warmup_steps=100.")
     flags.DEFINE_integer("steps", None, "Total training steps (overrides epochs).")
     flags.DEFINE_integer("epochs", None, "Passes over the child's training data.")

@@ -23,6 +23,8 @@ trained exactly as without an adversary, while step 2 still measures how well th
 can be read off the encoder (``discriminator_accuracy``) — the baseline of the comparison.
 """
 
+import copy
+
 import keras
 import tensorflow as tf
 
@@ -31,7 +33,7 @@ from xling_zoo.layers.gradient_reversal import GradientReversal
 from xling_zoo.models.base import Seq2SeqTask
 from xling_zoo.models.lstm_seq2seq import LSTMSeq2Seq
 from xling_zoo.models.transformer import TransformerSeq2Seq
-from xling_zoo.registry import register_model
+from xling_zoo.registry import get_model, register_model
 
 # Constructor arguments of the adversary itself (the rest of the model section is the translator's).
 ADVERSARY_KEYS = ("adversary", "adversary_objective", "adversary_weight", "adversary_ramp_steps", "discriminator_steps",
@@ -150,6 +152,20 @@ class AdversarialSeq2Seq(Seq2SeqTask):
                         # A key missing from an older run's config takes the constructor default.
                         **{key: model_config[key] for key in ADVERSARY_KEYS if key in model_config},
                         **dict(model_config[model_config.encoder_type]))
+
+    @classmethod
+    def model_config_from_parent(cls, parent_model_name, parent_model_config, default_model_config):
+        """A translator run (transformer, lstm_seq2seq) becomes this model's translator: its model
+        section is the section ``encoder_type`` names; the discriminator starts fresh, configured
+        as by default (``--set=model.discriminator_*`` changes it)."""
+        section = getattr(get_model(parent_model_name), "translator_section", None)
+        if section not in _TRANSLATORS:
+            raise UserError(f"an adversarial child takes a translator parent ({', '.join(sorted(_PARENT_TYPES))}) or "
+                            f"an adversarial one, not a {parent_model_name} run")
+        config = copy.deepcopy(default_model_config)
+        config.encoder_type = section
+        config[section] = copy.deepcopy(parent_model_config)
+        return config
 
     @classmethod
     def validate_config(cls, model_config, vocab, pair):
@@ -328,6 +344,8 @@ class AdversarialLSTM(AdversarialSeq2Seq, LSTMSeq2Seq):
 
 
 _TRANSLATORS = {cls.encoder_type: cls for cls in (AdversarialTransformer, AdversarialLSTM)}
+# The registered translators whose runs an adversarial child takes (``model_config_from_parent``).
+_PARENT_TYPES = {cls.translator_class.registered_name for cls in _TRANSLATORS.values()}
 
 
 def _translator_class(encoder_type):

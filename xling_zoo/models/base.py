@@ -14,6 +14,9 @@ A ``Task`` is a Keras model plus the few things the rest of xling_zoo asks of it
 * ``layer_groups()``: layer-name groups (``embeddings``, ``encoder``, ``decoder``, ``head``...) that
   ``--freeze`` and per-group learning rates address.
 * ``owned_optimizers()``: optimizers the model steps itself (checkpointed with the trainer's).
+* ``model_config_from_parent(parent_model_name, parent_model_config, default_model_config)``: the
+  child's ``model`` section when a run of another model type is transferred into this one (the
+  transfer step then copies the weights whose names both models share), or a UserError.
 
 ``Seq2SeqTask`` adds what decoding and export need: ``encode`` and a cached ``decode_step``. Later
 task types (a decoder-only language model, an encoder classifier) subclass ``Task`` directly with
@@ -30,6 +33,8 @@ import dataclasses
 
 import keras
 import tensorflow as tf
+
+from xling_zoo.errors import UserError
 
 PAD_ID = 0
 
@@ -68,6 +73,14 @@ class Task(keras.Model):
     @classmethod
     def validate_config(cls, model_config, vocab, pair):
         """Raises UserError for a config that cannot build, or a corpus this model cannot use."""
+
+    @classmethod
+    def model_config_from_parent(cls, parent_model_name, parent_model_config, default_model_config):
+        """The ``model`` section of a child of this type whose parent is a ``parent_model_name`` run
+        of another type (``parent_model_config`` its model section, ``default_model_config`` this
+        type's default one). The base class takes no other type."""
+        raise UserError(f"a {cls.registered_name} child cannot take a {parent_model_name} parent's weights; "
+                        f"transfer it into a {parent_model_name} child (--model={parent_model_name} or no --model)")
 
     def compute_losses(self, batch, training=False):
         raise NotImplementedError
@@ -116,6 +129,21 @@ class Seq2SeqTask(Task):
     # bucketed batches are 25 % padding (benchmarks/). The gather has a data-dependent shape, so the
     # trainer turns it off under XLA (train.jit_compile) and on TPUs.
     loss_on_real_positions = True
+    # The name of this translator's section in the config of a model that wraps it
+    # (adversarial's ``model.<encoder_type>``): a run of such a model transfers into this one.
+    translator_section = None
+
+    @classmethod
+    def model_config_from_parent(cls, parent_model_name, parent_model_config, default_model_config):
+        """A parent that wraps this translator (an adversarial run with ``encoder_type`` this
+        translator's section) gives its translator's section; the weights outside it stay behind."""
+        wrapped = parent_model_config.get("encoder_type")
+        if cls.translator_section is not None and wrapped == cls.translator_section:
+            return parent_model_config[wrapped]
+        if wrapped is not None:
+            raise UserError(f"the {parent_model_name} parent's translator is a {wrapped} "
+                            f"(model.encoder_type={wrapped}), which a {cls.registered_name} child cannot take")
+        return super().model_config_from_parent(parent_model_name, parent_model_config, default_model_config)
 
     def decoder_features(self, inputs, training=False):
         """Teacher-forced decoder output before the output layer: [batch, target_len, width]."""

@@ -37,6 +37,8 @@ class LSTMSeq2Seq(Seq2SeqTask):
     TensorShape([1, 3, 100])
     """
 
+    translator_section = "lstm"
+
     def __init__(self, source_vocab_size, target_vocab_size, embedding_dim=256, units=256,
                  num_layers=1, dropout=0.1, bidirectional=False, attention=False, **kwargs):
         super().__init__(name=kwargs.pop("name", "lstm_seq2seq"), **kwargs)

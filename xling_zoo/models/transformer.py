@@ -80,6 +80,8 @@ class TransformerSeq2Seq(Seq2SeqTask):
     TensorShape([1, 3, 100])
     """
 
+    translator_section = "transformer"
+
     def __init__(self, source_vocab_size, target_vocab_size, num_encoder_layers=6,
                  num_decoder_layers=6, hidden_dim=512, num_heads=8, intermediate_dim=2048,
                  dropout=0.1, normalize_first=False, tie_embeddings=False, max_length=256,
