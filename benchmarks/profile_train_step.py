@@ -2,10 +2,12 @@
 by the layer that owns the op.
 
     XLING_ZOO_WHEELS_DIR=/tmp/corpus_wheels python -m benchmarks.profile_train_step
+    python -m benchmarks.profile_train_step --model=transformer --config=configs/transformer_tiny.py \
+        --output=benchmarks/results/profile_train_step_transformer_tiny.json
 
 Same setting as ``benchmarks.train_throughput`` (one pinned core, one thread, the first
---max_train_examples pairs of the built-in en-de training split, the default lstm_seq2seq config,
---set overrides): one warm-up epoch, then one epoch under ``tf.profiler``. The host trace is read
+--max_train_examples pairs of the built-in en-de training split, the default lstm_seq2seq config or
+--model/--config, --set overrides): one warm-up epoch, then one epoch under ``tf.profiler``. The host trace is read
 back from its XPlane file and every TensorFlow op event (``name:Type``) is summed, except the
 container ops (function calls, loops) whose events enclose other ops'. The epoch's CPU time not
 spent inside an op (executor and Python overhead between ops) is reported as ``outside_ops_seconds``. Prints one JSON line and writes it to --output.
@@ -32,6 +34,8 @@ FLAGS = flags.FLAGS
 # The throughput benchmark's flags (--set, --max_train_examples, --data_dir, ...) apply here too.
 FLAGS.set_default("output", str(pathlib.Path(__file__).parent / "results" / "profile_train_step.json"))
 flags.DEFINE_integer("top", 25, "Op types and owners listed.")
+flags.DEFINE_string("model", bench.MODEL, "Registered model to profile (FLOPs are counted for lstm_seq2seq only).")
+flags.DEFINE_string("config", None, "Its config file (default: the model's under configs/).")
 
 OP_EVENT = re.compile(r"^(?P<name>[^ :]+):(?P<type>[A-Za-z0-9_]+)$")
 # Ops whose events contain other ops' events (function calls, loops, conditionals): not counted.
@@ -55,8 +59,8 @@ def op_events(logdir):
     return events
 
 
-LAYER_SCOPE = re.compile(r"^((?:encoder|decoder)_lstm_\d+|(?:source|target)_embedding|logits|"
-                         r"attention_score|attention_projection|dropout)(?:_\d+)?$")
+LAYER_SCOPE = re.compile(r"^((?:encoder|decoder)_lstm_\d+|(?:source|target|shared)_embedding|logits|"
+                         r"attention_score|attention_projection|dropout|(?:encoder|decoder)_layer_\d+)(?:_\d+)?$")
 
 
 def owner(op_name):
@@ -77,7 +81,7 @@ def top(counter, total, n):
 
 
 def main(_):
-    config = config_lib.load_config(bench.MODEL, overrides=FLAGS.set)
+    config = config_lib.load_config(FLAGS.model, FLAGS.config, overrides=FLAGS.set)
     pair = corpus.Pair.parse(config.pair)
     data_dir = FLAGS.data_dir or config.data_dir or None
     keras.utils.set_random_seed(config.train.seed)
@@ -106,7 +110,9 @@ def main(_):
         "epoch": {"batches": epoch["batches"], "target_tokens": epoch["target_tokens"],
                   "padded_target_tokens": epoch["padded_target_tokens"]},
         "epoch_cpu_seconds": {"unprofiled": round(unprofiled["cpu"], 2), "profiled": round(profiled["cpu"], 2)},
-        "real_gflops_per_cpu_s_unprofiled": round(epoch["flops"] / unprofiled["cpu"] / 1e9, 1),
+        "model": FLAGS.model, "config": FLAGS.config,
+        "real_gflops_per_cpu_s_unprofiled": (round(epoch["flops"] / unprofiled["cpu"] / 1e9, 1)
+                                             if epoch["flops"] is not None else None),
         "op_seconds": round(op_seconds, 2),
         "op_events": len(events),
         "mean_op_microseconds": round(op_seconds / max(len(events), 1) * 1e6, 1),

@@ -52,7 +52,7 @@ from xling_zoo import config as config_lib  # noqa: E402
 from xling_zoo import trainer  # noqa: E402
 from xling_zoo import workdir as workdir_lib  # noqa: E402
 from xling_zoo.data import corpus, pipeline  # noqa: E402
-from xling_zoo.data.tokenizer import PAD_ID  # noqa: E402
+from xling_zoo.data.tokenizer import PAD_ID, Tokenizers, train_tokenizers  # noqa: E402
 from xling_zoo.errors import UserError  # noqa: E402
 
 import keras  # noqa: E402
@@ -127,7 +127,10 @@ def forward_flops(model_config, target_vocab_size, source_tokens, target_tokens,
 
 def train_flops(model_config, target_vocab_size, counts, padded=False, logits_on_real_positions=False):
     """Training FLOPs (forward + backward ~ 3x forward) of real tokens, or of padded shapes (with
-    ``logits_on_real_positions``, the output layer at the real target tokens only, as ours runs it)."""
+    ``logits_on_real_positions``, the output layer at the real target tokens only, as ours runs it).
+    None for another model than lstm_seq2seq (``profile_train_step --model``), whose FLOPs are not counted."""
+    if "units" not in model_config:
+        return None
     prefix = "padded_" if padded else ""
     flops = 3 * forward_flops(model_config, target_vocab_size, counts[prefix + "source_tokens"],
                               counts[prefix + "target_tokens"], counts[prefix + "source_target_pairs"])
@@ -335,13 +338,15 @@ def tokenizers_for(config, pair, data_dir):
     else:
         workdir = pathlib.Path(tempfile.mkdtemp(prefix="xling_zoo_bench_"))
     wall = time.perf_counter()
-    if (workdir / workdir_lib.TOKENIZER_DIR).exists():
-        train_examples = []
-    else:
+    directory = workdir / workdir_lib.TOKENIZER_DIR
+    trained = not directory.exists()
+    if trained:
         train_examples = corpus.read_split(config.corpus, pair, "train", data_dir=data_dir)
-    tokenizers = trainer.load_or_train_tokenizers(config, workdir, pair, train_examples)
-    return tokenizers, {"from": str(workdir / workdir_lib.TOKENIZER_DIR), "trained": bool(train_examples),
-                        "seconds": round(time.perf_counter() - wall, 1)}
+        languages = sorted(set(pair.source_languages) | set(pair.target_languages))
+        train_tokenizers(train_examples, config.tokenizer, languages, seed=config.train.seed).save(
+            str(directory))
+    return Tokenizers.load(str(directory)), {"from": str(directory), "trained": trained,
+                                             "seconds": round(time.perf_counter() - wall, 1)}
 
 
 def epoch_counts(config, tokenizers, examples, pair):
