@@ -65,6 +65,8 @@ TRANSFER_SETUPS = {
     "lrhalf": [f"--mix_parent_data={MIX_RATIO}", "--transferred_lr_multiplier=0.5"],
     # The plain command from a multilingual parent (--multilingual_parent_*) instead of a single-pair one.
     "multi": [],
+    # The plain command with the child's own vocabulary (rows of shared pieces from the parent).
+    "vocabchild": ["--vocab=child"],
 }
 OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf"]
 SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)",
