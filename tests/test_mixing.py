@@ -172,6 +172,34 @@ def test_a_child_the_parent_vocabulary_spells_as_bytes_is_refused_with_what_to_d
     assert transfer_lib.choose_vocab("child", shares) == "child"
 
 
+def test_extend_adds_pieces_for_the_letters_the_parent_lacks_and_keeps_every_parent_piece(parent_dir, tmp_path):
+    rows = [(e, " ".join(GREEK.get(w.strip(".").lower(), "λέξη") for w in e.split()) + ".")
+            for e, _ in make_pairs(300, seed=3)]
+    greek = tsv_corpus(tmp_path / "el", rows, train=200, validation=50)
+    child = tmp_path / "child"
+    # tokenizer.vocab_size: the vocabulary trained on the child's data that the new pieces come from
+    # (the parent's 300 cannot hold the 256 byte pieces and every Greek and Latin character).
+    transfer_lib.transfer(parent_dir, child, "en-el", corpus_spec=greek, vocab="extend", mix_parent_data=0,
+                          overrides=["train.steps=1", "train.eval_every_steps=1", "train.warmup_steps=1",
+                                     "tokenizer.vocab_size=600"])
+    report = json.loads((child / "transfer.json").read_text())
+    assert report["vocab"] == "extend"
+    parent, extended = Tokenizers.load(f"{parent_dir}/tokenizer"), Tokenizers.load(child / "tokenizer")
+    parent_pieces, pieces = parent.target.pieces(), extended.target.pieces()
+    assert pieces[:len(parent_pieces)] == parent_pieces  # Every parent id keeps its piece (and its row).
+    added = [p for p in pieces[len(parent_pieces):] if p != "<2el>"]
+    assert added and all(any("\u0370" <= c <= "\u03ff" for c in p) for p in added)  # Greek pieces only.
+    # The parent spelled the Greek side with byte pieces; the extended vocabulary does not, and the
+    # English side is tokenized exactly as by the parent.
+    assert transfer_lib.byte_piece_share(parent.target, [r[1] for r in rows]) > 0.5
+    assert transfer_lib.byte_piece_share(extended.target, [r[1] for r in rows]) < 0.05
+    english = [r[0] for r in rows]
+    assert extended.source.tokenize(english).to_list() == parent.source.tokenize(english).to_list()
+    remapped = report["vocabularies"]["joint"]
+    assert remapped["kept"] == len(parent_pieces) and remapped["new"] == len(added) + 1
+    assert remapped["new_initialised_from"]["pieces"] == len(added)  # Each from the bytes the parent spelled it with.
+
+
 def test_auto_keeps_the_parent_vocabulary_unless_it_cannot_carry_the_child():
     clean = {"source": ("en", 0.0, 1000), "target": ("sv", 0.001, 1000)}
     czech = {"source": ("en", 0.0, 1000), "target": ("cs", 0.22, 1000)}

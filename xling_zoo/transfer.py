@@ -13,6 +13,10 @@ Vocabulary (``vocab``):
           pieces (Greek or Japanese from an en-de parent), then the child's (``choose_vocab``).
   parent  keep the parent's subword vocabulary ("trivial transfer", Kocmi & Bojar 2018); a missing
           language tag (``<2nl>``) is appended with ``SubwordTokenizer.add_pieces``.
+  extend  the parent's, plus the pieces of a vocabulary trained on the child's data that the
+          parent's can only spell as UTF-8 bytes (``SubwordTokenizer.extend_with``): Czech from an
+          en-de parent gets pieces for ř, ě, ů and the words holding them, text the parent covers is
+          tokenized as before (``tokenizer.*`` configure the vocabulary trained on the child's data).
   child   train a new SentencePiece model on the child's training data (the parent's tokenizer
           settings unless overridden with ``--set=tokenizer.vocab_size=...``).
 Either way every weight that ``Task.vocab_axes()`` indexes by a vocabulary is remapped piece by
@@ -49,7 +53,7 @@ from xling_zoo.data.tokenizer import Tokenizers, language_tag, train_tokenizers
 from xling_zoo.errors import UserError
 from xling_zoo.registry import get_model
 
-VOCAB_MODES = ("parent", "child", "auto")
+VOCAB_MODES = ("parent", "extend", "child", "auto")
 TRANSFER_FILE = "transfer.json"
 # transfer.json keys that must not change when a child run is resumed: they fix its tokenizer and
 # the structure of its optimizer checkpoint.
@@ -156,8 +160,10 @@ def remap_array(value, axis, remap):
 # === Child tokenizers ===
 
 def child_tokenizers(parent_tokenizers, languages, vocab, tokenizer_config, train_examples=None, seed=1):
-    """The child's tokenizers: the parent's plus missing language tags (vocab="parent"), or new
-    ones trained on ``train_examples`` with ``tokenizer_config`` (vocab="child").
+    """The child's tokenizers: the parent's plus missing language tags (vocab="parent"); those plus
+    the pieces of a vocabulary trained on ``train_examples`` that the parent's can only spell as
+    UTF-8 bytes (vocab="extend", ``SubwordTokenizer.extend_with``); or new ones trained on
+    ``train_examples`` with ``tokenizer_config`` (vocab="child").
 
     languages: a ``corpus.Pair``, or every language of the child's training examples
       (``mixing.languages``): each gets a tag.
@@ -169,9 +175,13 @@ def child_tokenizers(parent_tokenizers, languages, vocab, tokenizer_config, trai
         return train_tokenizers(train_examples, tokenizer_config, languages, seed=seed)
     tags = [language_tag(lang) for lang in languages]
     source = parent_tokenizers.source.add_pieces(tags)
-    if parent_tokenizers.joint:
-        return Tokenizers(source)
-    return Tokenizers(source, parent_tokenizers.target.add_pieces(tags))
+    target = None if parent_tokenizers.joint else parent_tokenizers.target.add_pieces(tags)
+    if vocab == "extend":
+        donor = train_tokenizers(train_examples, tokenizer_config, languages, seed=seed)
+        source = source.extend_with(donor.source)[0]
+        if target is not None:
+            target = target.extend_with(donor.target)[0]
+    return Tokenizers(source, target)
 
 
 def _same_pieces(a, b):
@@ -514,7 +524,7 @@ def parent_vocabulary_shares(parent_tokenizers, config, child_pair):
 def choose_vocab(vocab, shares):
     """The vocabulary a child gets: --vocab=auto keeps the parent's unless it cannot carry the child's
     text (over 50% byte pieces); --vocab=parent is refused there and warned about above 10%."""
-    if vocab == "child":
+    if vocab in ("child", "extend"):
         return vocab
     worst = max(share for _, share, _ in shares.values())
     if vocab == "auto":
@@ -524,11 +534,12 @@ def choose_vocab(vocab, shares):
             raise UserError(
                 f"the parent's vocabulary spells {share:.0%} of the child's {side} text ({language}, "
                 f"{examples} training sentences) as UTF-8 byte pieces: it cannot carry {language}. "
-                "Use --vocab=child (a new vocabulary trained on the child's data, its rows initialised from "
-                f"the parent's pieces) or --vocab=auto, or a parent whose training data covers {language}'s script")
+                "Use --vocab=extend (the parent's vocabulary plus pieces for the letters it lacks), --vocab=child "
+                "(a new vocabulary trained on the child's data, its rows initialised from the parent's pieces) or "
+                f"--vocab=auto, or a parent whose training data covers {language}'s script")
         if share > WARN_BYTE_PIECE_SHARE:
             logging.warning("The parent's vocabulary spells %.0f%% of the child's %s text (%s) as UTF-8 byte "
-                            "pieces; --vocab=child may transfer better", 100 * share, side, language)
+                            "pieces; --vocab=extend may transfer better", 100 * share, side, language)
     return vocab
 
 
@@ -612,7 +623,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         tokenizers = Tokenizers.load(tokenizer_dir)  # Resuming: the child's vocabulary is fixed.
     else:
         examples = None
-        if vocab == "child":
+        if vocab in ("child", "extend"):
             examples = corpus.read_split(config.corpus, child_pair, "train", data_dir=config.data_dir or None,
                                          max_train_examples=config.max_train_examples,
                                          skip_bad_lines=config.skip_bad_lines)

@@ -67,6 +67,8 @@ TRANSFER_SETUPS = {
     "multi": [],
     # The plain command with the child's own vocabulary (rows of shared pieces from the parent).
     "vocabchild": ["--vocab=child"],
+    # The plain command with the parent's vocabulary extended by pieces for the letters it lacks.
+    "vocabextend": ["--vocab=extend"],
 }
 OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf"]
 SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)",

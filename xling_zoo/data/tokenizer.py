@@ -45,6 +45,11 @@ def language_tag(lang):
     return f"<2{lang}>"
 
 
+def _surface_text(piece):
+    """The text a piece stands for ("▁word" -> " word")."""
+    return piece.replace("\u2581", " ")
+
+
 def _text(value):
     # Examples read with tfds.as_numpy() carry bytes; the trainer accepts both.
     return value.decode("utf-8") if isinstance(value, bytes) else value
@@ -194,6 +199,38 @@ class SubwordTokenizer(tf.Module):
                 model.trainer_spec.user_defined_symbols.append(piece)
         model.trainer_spec.vocab_size = len(model.pieces)
         return SubwordTokenizer(model.SerializeToString())
+
+    def extend_with(self, other):
+        """A new tokenizer: this one's vocabulary (every id keeps its piece) plus the pieces of
+        ``other`` (a unigram model trained on a new language's text) that this one can only spell
+        with UTF-8 byte pieces, i.e. pieces holding a character this vocabulary lacks. Text this
+        vocabulary already covers is tokenized as before; words of the new language's own letters
+        (Czech ř, ě, ů from an en-de vocabulary) get whole pieces instead of two bytes per letter.
+
+        The new pieces keep ``other``'s scores (unigram log-probabilities), appended in ``other``'s
+        order. Returns (tokenizer, the pieces added).
+        """
+        model = sentencepiece_model_pb2.ModelProto()
+        model.ParseFromString(self.model_proto)
+        if model.trainer_spec.model_type != sentencepiece_model_pb2.TrainerSpec.UNIGRAM:
+            raise UserError("extending a vocabulary needs a unigram SentencePiece model (tokenizer.model_type="
+                            "unigram); this one is not: use --vocab=child")
+        donor = sentencepiece_model_pb2.ModelProto()
+        donor.ParseFromString(other.model_proto)
+        existing = {piece.piece for piece in model.pieces}
+        normal = sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
+        candidates = [piece for piece in donor.pieces if piece.type == normal and piece.piece not in existing]
+        byte_ids = {i for i, piece in enumerate(model.pieces)
+                    if piece.type == sentencepiece_model_pb2.ModelProto.SentencePiece.BYTE}
+        spelled = self._processor.EncodeAsIds([_surface_text(piece.piece) for piece in candidates]) if candidates else []
+        added = []
+        for piece, ids in zip(candidates, spelled):
+            if any(i in byte_ids for i in ids):
+                new = model.pieces.add()
+                new.piece, new.score, new.type = piece.piece, piece.score, normal
+                added.append(piece.piece)
+        model.trainer_spec.vocab_size = len(model.pieces)
+        return SubwordTokenizer(model.SerializeToString()), added
 
     # === In-graph ops ===
 
