@@ -673,7 +673,8 @@ if __name__ == "__main__":
     flags.DEFINE_string("data_dir", None, "Prepared-data directory (default: the parent's).")
     flags.DEFINE_integer("max_train_examples", None, "Train the child on this many pairs only (default: all).")
     flags.DEFINE_string("vocab", "auto", "parent: keep the parent's vocabulary (+ missing language tags); "
-                        "child: train a new one on the child's data and remap the embeddings; auto: the "
+                        "extend: the parent's plus pieces for the letters of the child's text it can only spell "
+                        "as bytes; child: train a new one on the child's data and remap the embeddings; auto: the "
                         "parent's unless it spells over half of the child's text as UTF-8 byte pieces.")
     flags.DEFINE_list("freeze", [], "Layer groups to keep fixed, e.g. embeddings,encoder.")
     flags.DEFINE_float("transferred_lr_multiplier", 1.0,
