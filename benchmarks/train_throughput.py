@@ -219,8 +219,8 @@ def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compil
     trainer.set_precision(train_config)
     strategy = trainer.make_strategy(train_config)
     with strategy.scope():
-        model = workdir_lib.build_model(config, tokenizers)
-        model.label_smoothing = train_config.label_smoothing
+        # The loss on every position is what a model built for static shapes (XLA, TPUs) computes.
+        model = workdir_lib.build_model(config, tokenizers, static_shapes=jit_compile or not loss_on_real_positions)
         optimizer = trainer.make_optimizer(train_config)
         optimizer.build(model.trainable_variables)
 
@@ -231,7 +231,6 @@ def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compil
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_step = trainer.make_train_step(strategy, model, optimizer, jit_compile)
-    model.loss_on_real_positions = loss_on_real_positions  # Read when the step is traced, below.
     executed_flops = train_flops(config.model, tokenizers.target.vocab_size, epoch, padded=True,
                                  logits_on_real_positions=loss_on_real_positions)
 

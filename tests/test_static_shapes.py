@@ -46,8 +46,7 @@ def train_compiled(config_path, result_path):
                                     target_language=pair.target_language, source_languages=pair.source_languages,
                                     training=True, seed=config.train.seed, static_shapes=True)
     strategy = tf.distribute.get_strategy()
-    model = workdir_lib.build_model(config, tokenizers)
-    model.label_smoothing = config.train.label_smoothing
+    model = workdir_lib.build_model(config, tokenizers, static_shapes=True)
     optimizer = trainer.make_optimizer(config.train)
     optimizer.build(model.trainable_variables)
     train_step = trainer.make_train_step(strategy, model, optimizer, jit_compile=True)

@@ -196,10 +196,8 @@ def make_train_step(strategy, model, optimizer, jit_compile=False):
     them at the same step (saving is a collective operation, stopping must be too).
     """
     loss_scale = 1.0 / strategy.num_replicas_in_sync
-    # XLA and TPUs need static shapes: the loss then reads the output layer at every position.
-    static_shapes = jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
-    if hasattr(model, "loss_on_real_positions"):
-        model.loss_on_real_positions = not static_shapes
+    if (jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)) and not model.static_shapes:
+        raise ValueError("XLA and TPUs need a model built with static_shapes=True (workdir.build_model)")
 
     def step_fn(batch):
         losses = model.training_step(batch, optimizer, loss_scale=loss_scale)
@@ -395,8 +393,7 @@ def train_and_evaluate(config, workdir, transfer=None):
             del probe
         workdir_lib.commit(config, workdir, status, tokenizers)
     with strategy.scope():
-        model = workdir_lib.build_model(config, tokenizers)
-        model.label_smoothing = config.train.label_smoothing
+        model = workdir_lib.build_model(config, tokenizers, static_shapes=static_shapes)
         if transfer is not None:
             transfer.freeze(model)
         lr_multipliers = transfer.lr_multipliers(model) if transfer is not None else {}

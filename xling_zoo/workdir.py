@@ -202,13 +202,15 @@ def vocab_info(tokenizers, pair):
                      num_source_languages=len(pair.source_languages))
 
 
-def build_model(config, tokenizers):
-    """Builds the registered model for ``config`` with every weight created."""
+def build_model(config, tokenizers, static_shapes=False):
+    """Builds the registered model for ``config`` with every weight created: its ``model`` section,
+    ``train.label_smoothing``, and ``static_shapes`` (for a training step under XLA or on a TPU)."""
     pair = Pair.parse(config.pair)
     model_cls = get_model(config.model_name)
     vocab = vocab_info(tokenizers, pair)
     model_cls.validate_config(config.model, vocab, pair)
-    model = model_cls.from_config(config.model, vocab)
+    model = model_cls.from_config(config.model, vocab, label_smoothing=config.train.label_smoothing,
+                                  static_shapes=static_shapes)
     model(model.dummy_inputs())
     return model
 

@@ -57,7 +57,8 @@ def test_loss_on_real_positions_equals_the_loss_on_every_position(name):
     model(batch)
     results = {}
     for on_real_positions in (True, False):
-        model.loss_on_real_positions = on_real_positions
+        model.static_shapes = not on_real_positions  # What workdir.build_model(static_shapes=) sets.
+        assert model.loss_on_real_positions == on_real_positions
         with tf.GradientTape() as tape:
             loss = model.compute_losses(batch)["loss"]
         grads = tape.gradient(loss, model.trainable_variables)

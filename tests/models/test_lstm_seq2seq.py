@@ -13,11 +13,11 @@ ENCODER_IDS = tf.constant([[5, 6, 7, 3], [8, 9, 3, 0]])
 DECODER_IDS = tf.constant([[2, 10, 11, 12], [2, 13, 0, 0]])
 
 
-def tiny_model(**overrides):
+def tiny_model(static_shapes=False, **overrides):
     config = config_lib.load_config("lstm_seq2seq").model
     for key, value in dict(embedding_dim=8, units=8, dropout=0.0, **overrides).items():
         config[key] = value
-    return LSTMSeq2Seq.from_config(config, VOCAB)
+    return LSTMSeq2Seq.from_config(config, VOCAB, static_shapes=static_shapes)
 
 
 def test_plain_options_are_the_classic_recipe():

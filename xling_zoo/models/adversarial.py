@@ -141,7 +141,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
         return config
 
     @classmethod
-    def from_config(cls, model_config, vocab=None):
+    def from_config(cls, model_config, vocab=None, **options):
         if vocab is None:  # Keras deserialisation: model_config is get_config()'s flat dict.
             kwargs = dict(model_config)
             return _translator_class(kwargs.pop("encoder_type"))(**kwargs)
@@ -151,7 +151,7 @@ class AdversarialSeq2Seq(Seq2SeqTask):
                         target_vocab_size=vocab.target_vocab_size,
                         # A key missing from an older run's config takes the constructor default.
                         **{key: model_config[key] for key in ADVERSARY_KEYS if key in model_config},
-                        **dict(model_config[model_config.encoder_type]))
+                        **dict(model_config[model_config.encoder_type]), **options)
 
     @classmethod
     def model_config_from_parent(cls, parent_model_name, parent_model_config, default_model_config):

@@ -59,15 +59,23 @@ class Task(keras.Model):
     # What the batches look like and what decoding/export offer: "seq2seq" today; "lm" and
     # "classifier" are the task types planned next.
     task_type = None
-    # Set by the trainer from config.train.label_smoothing (a training choice, not an architecture one).
-    label_smoothing = 0.0
     # Whether the model learns from batch["source_language_id"] (a language discriminator does): then
     # every training example's source language must be one of the run's pair (see data/mixing.py).
     reads_source_language_id = False
 
+    def __init__(self, *args, label_smoothing=0.0, static_shapes=False, **kwargs):
+        """label_smoothing: of the training loss (``train.label_smoothing``: a training choice, not
+        an architecture one). static_shapes: the model runs under XLA or on a TPU, so every tensor of
+        its training step must keep a static shape. Both come from the run config through
+        ``workdir.build_model``; nothing sets them after the model is built."""
+        super().__init__(*args, **kwargs)
+        self.label_smoothing = label_smoothing
+        self.static_shapes = static_shapes
+
     @classmethod
-    def from_config(cls, model_config, vocab):
-        """Builds the model from the ``model`` section of a run config (a ConfigDict)."""
+    def from_config(cls, model_config, vocab, **options):
+        """Builds the model from the ``model`` section of a run config (a ConfigDict); ``options``
+        (label_smoothing, static_shapes) go to ``Task.__init__``."""
         raise NotImplementedError
 
     @classmethod
@@ -124,11 +132,6 @@ class Seq2SeqTask(Task):
     """
 
     task_type = "seq2seq"
-    # Apply the output layer at the non-padding target positions only ([tokens, vocab] logits instead
-    # of [batch, length, vocab]): 1.11-1.12x training tokens/s for the default lstm_seq2seq on a CPU, whose
-    # bucketed batches are 25 % padding (benchmarks/). The gather has a data-dependent shape, so the
-    # trainer turns it off under XLA (train.jit_compile) and on TPUs.
-    loss_on_real_positions = True
     # The name of this translator's section in the config of a model that wraps it
     # (adversarial's ``model.<encoder_type>``): a run of such a model transfers into this one.
     translator_section = None
@@ -144,6 +147,14 @@ class Seq2SeqTask(Task):
             raise UserError(f"the {parent_model_name} parent's translator is a {wrapped} "
                             f"(model.encoder_type={wrapped}), which a {cls.registered_name} child cannot take")
         return super().model_config_from_parent(parent_model_name, parent_model_config, default_model_config)
+
+    @property
+    def loss_on_real_positions(self):
+        """Apply the output layer at the non-padding target positions only ([tokens, vocab] logits
+        instead of [batch, length, vocab]): 1.11-1.12x training tokens/s for the default lstm_seq2seq
+        on a CPU, whose bucketed batches are 25 % padding (benchmarks/). The gather has a
+        data-dependent shape, so not with ``static_shapes`` (XLA, TPUs)."""
+        return not self.static_shapes
 
     def decoder_features(self, inputs, training=False):
         """Teacher-forced decoder output before the output layer: [batch, target_len, width]."""

@@ -93,11 +93,11 @@ class LSTMSeq2Seq(Seq2SeqTask):
         }
 
     @classmethod
-    def from_config(cls, model_config, vocab=None):
+    def from_config(cls, model_config, vocab=None, **options):
         if vocab is None:  # Keras deserialisation: model_config is get_config()'s dict.
             return cls(**model_config)
         return cls(source_vocab_size=vocab.source_vocab_size, target_vocab_size=vocab.target_vocab_size,
-                   **dict(model_config))
+                   **dict(model_config), **options)
 
     @classmethod
     def validate_config(cls, model_config, vocab, pair):
