@@ -17,6 +17,7 @@ from xling_zoo import workdir as workdir_lib
 from xling_zoo.data.corpus import Pair
 from xling_zoo.data.tokenizer import SubwordTokenizer, Tokenizers
 from xling_zoo.errors import UserError
+from xling_zoo.registry import get_model
 
 SENTENCES = ["The red user opens a big file.", "The window saves the old picture.", "The folder copies a house."]
 
@@ -230,7 +231,7 @@ def test_bad_requests_are_refused_before_anything_is_written(parent_dir, nl_tsv,
     cases = [
         (dict(model_name="transformer"), "a transformer child cannot take a lstm_seq2seq parent's weights"),
         (dict(overrides=["model_name=transformer"]), "choose the child's model type with --model=transformer"),
-        (dict(vocab="both"), "--vocab='both' is not one of parent, child"),
+        (dict(vocab="both"), "--vocab='both' is not one of parent, extend, child, auto"),
         (dict(freeze=["encoder", "attention"]), "unknown layer group attention; .* embeddings, encoder, decoder, head"),
         (dict(transferred_lr_multiplier=0.0), "must be > 0"),
         (dict(overrides=["tokenizer.vocab_size=500"]), "need --vocab=child"),
@@ -374,7 +375,10 @@ def test_early_stopping_counts_updates_and_waits_for_the_minimum(parent_dir, nl_
     assert trainer._patience_reached(train, 2, 5) == "2 evaluations" and not trainer._patience_reached(train, 1, 900)
     train.early_stopping_patience_steps = 300
     assert trainer._patience_reached(train, 9, 200) is None and trainer._patience_reached(train, 1, 300) == "300 updates"
-    assert trainer.selection_score({"validation_loss": 2.5}, "loss") == -2.5
+    # The model's selection_metrics say which way each figure is better.
+    translator = get_model("lstm_seq2seq")
+    assert trainer.selection_score({"validation_loss": 2.5}, "loss", translator) == -2.5
+    assert trainer.selection_score({"validation_bleu": 20.0}, "bleu", translator) == 20.0
 
     # Validation BLEU of the barely trained tiny parent's child stays at its first value (a learning
     # rate of 5 only hurts), yet early stopping waits for the minimum number of updates.

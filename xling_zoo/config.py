@@ -99,8 +99,6 @@ def load_config(model_name, config_file=None, overrides=()):
     return config
 
 
-# Validation figures that can pick the best checkpoint (train.selection_metric).
-SELECTION_METRICS = ("bleu", "chrf", "loss")
 
 # (dotted key, test, what it must be): the values a run cannot start with.
 _RANGES = (
@@ -142,8 +140,9 @@ def validate(config):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not test(value):
             problems.append(f"{key}={value!r} must be {expected}")
     metric = _lookup(config, "train.selection_metric")
-    if metric is not None and metric not in SELECTION_METRICS:
-        problems.append(f"train.selection_metric={metric!r} must be one of {', '.join(SELECTION_METRICS)}")
+    allowed = _selection_metrics(config)
+    if metric is not None and metric not in allowed:
+        problems.append(f"train.selection_metric={metric!r} must be one of {', '.join(allowed)}")
     problems += _pair_problems(config) + _mix_problems(config)
     # Every dropout rate of the model section (dropout, attention_dropout, discriminator_dropout...).
     for key, value in (config.get("model") or {}).items():
@@ -151,6 +150,16 @@ def validate(config):
             problems.append(f"model.{key}={value!r} must be in [0, 1)")
     if problems:
         raise UserError("; ".join(problems) + " (set with --set=KEY=VALUE)")
+
+
+def _selection_metrics(config):
+    """The validation figures that can pick the model's best checkpoint (``Task.selection_metrics``)."""
+    from xling_zoo.registry import get_model
+
+    try:
+        return list(get_model(config.model_name).selection_metrics)
+    except (UserError, AttributeError):
+        return []  # An unknown model is reported where the model is built.
 
 
 def _pair_problems(config):

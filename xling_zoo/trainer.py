@@ -26,9 +26,7 @@ from xling_zoo import config as config_lib
 from xling_zoo import workdir as workdir_lib
 from xling_zoo.data import corpus, mixing, pipeline
 from xling_zoo.data.tokenizer import SubwordTokenizer, Tokenizers, small_corpus_vocab_size, train_tokenizers
-from xling_zoo.decode import Translator
 from xling_zoo.errors import Interrupted, UserError
-from xling_zoo.evaluate import score
 from xling_zoo.registry import get_model
 from xling_zoo.strategy import STRATEGIES, is_chief, make_strategy  # noqa: F401  (STRATEGIES: re-exported)
 
@@ -114,76 +112,8 @@ def _read_step(optimizer):
     return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
 
-def _never_empty(batch):
-    """Multi-worker evaluation hands a worker without data left an empty [0, 0] batch (every worker
-    must join each step). Layers cannot run on zero rows or steps, so add one all-padding row and
-    position: padding carries no loss and no tokens."""
-
-    def pad(v):
-        shape = tf.shape(v)
-        rows = tf.maximum(0, 1 - shape[0])
-        if v.shape.rank == 2:
-            return tf.pad(v, [[0, rows], [0, tf.maximum(0, 1 - shape[1])]])
-        return tf.pad(v, [[0, rows]])
-
-    return {k: pad(v) for k, v in batch.items()}
-
-
 def _count_batches(dataset):
     return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
-
-
-class _Evaluator:
-    """Validation loss (distributed) and BLEU on a validation subset (decoded with the Translator).
-
-    A multi-target run's subset holds every target (its validation splits interleave): each is
-    translated with its own tag, and BLEU/chrF are scored over all of them together.
-    """
-
-    def __init__(self, strategy, model, dataset_fn, config, tokenizers, validation_examples, pair):
-        self.strategy = strategy
-        self.model = model
-        self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
-        self.translators = {target: Translator(model, tokenizers, config, beam_size=1, target_language=target)
-                            for target in pair.target_languages}
-        limit = config.eval.validation_bleu_examples or len(validation_examples)
-        self.examples = validation_examples[:limit]
-        self.references = [e["target"] for e in self.examples]
-        self.target_language = pair.target_languages[0]  # Picks sacreBLEU's tokenizer (zh, ja, ko).
-        self.batch_size = config.eval.batch_size
-
-        @tf.function
-        def loss_step(batch):
-            def step_fn(batch):
-                batch = _never_empty(batch)
-                tokens = tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], 0), tf.float32))
-                losses = self.model.compute_losses(batch, training=False)
-                # Translation loss alone where a model adds other terms (the adversarial
-                # discriminator), so validation losses compare across models.
-                loss = tf.cast(losses.get("translation_loss", losses["loss"]), tf.float32)
-                return loss * tokens, tokens
-
-            weighted, tokens = strategy.run(step_fn, args=(batch,))
-            sum_ = tf.distribute.ReduceOp.SUM
-            return strategy.reduce(sum_, weighted, axis=None), strategy.reduce(sum_, tokens, axis=None)
-
-        self.loss_step = loss_step
-
-    def __call__(self):
-        total, tokens = 0.0, 0.0
-        for batch in self.dataset:
-            weighted, count = self.loss_step(batch)
-            total += float(weighted)
-            tokens += float(count)
-        hypotheses = [None] * len(self.examples)
-        for target, translator in self.translators.items():
-            index = [i for i, e in enumerate(self.examples) if e.get("target_language", target) == target]
-            for i, hypothesis in zip(index, translator.translate_all([self.examples[i]["source"] for i in index],
-                                                                     self.batch_size)):
-                hypotheses[i] = hypothesis
-        bleu = score(hypotheses, self.references, self.target_language)
-        return {"validation_loss": total / max(tokens, 1.0), "validation_bleu": bleu["bleu"],
-                "validation_chrf": bleu["chrf"]}
 
 
 def make_train_step(strategy, model, optimizer, jit_compile=False):
@@ -202,7 +132,7 @@ def make_train_step(strategy, model, optimizer, jit_compile=False):
     def step_fn(batch):
         losses = model.training_step(batch, optimizer, loss_scale=loss_scale)
         losses = {k: tf.cast(v, tf.float32) for k, v in losses.items()}
-        losses["target_tokens"] = tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], 0), tf.float32))
+        losses["target_tokens"] = model.count_target_tokens(batch)
         return losses
 
     replica_fn = tf.function(step_fn, jit_compile=True) if jit_compile else step_fn
@@ -441,14 +371,14 @@ def small_corpus_schedule(train_config, steps_per_epoch):
     return changes
 
 
-_METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF", "loss": "loss"}
+_METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF"}
 
 
-def selection_score(evaluation, metric):
-    """The figure of an evaluation that train.selection_metric ranks by; higher is better."""
-    if metric == "loss":
-        return -evaluation["validation_loss"]
-    return evaluation[f"validation_{metric}"]
+def selection_score(evaluation, metric, model):
+    """The figure of an evaluation that train.selection_metric ranks by, signed so that higher is
+    better (``model.selection_metrics`` says which way each of its metrics goes)."""
+    value = evaluation[f"validation_{metric}"]
+    return value if model.selection_metrics[metric] == "max" else -value
 
 
 def _patience_reached(train_config, evaluations_since_best, steps_since_best):
@@ -475,7 +405,7 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
         return train_dataset_fn(input_context).repeat().skip(step * per_step)
 
     train_iterator = iter(strategy.distribute_datasets_from_function(train_stream))
-    evaluator = _Evaluator(strategy, model, validation_dataset_fn, config, tokenizers, validation_examples, pair)
+    evaluator = model.make_validator(strategy, validation_dataset_fn, config, tokenizers, validation_examples, pair)
     train_step = make_train_step(strategy, model, optimizer, config.train.jit_compile)
 
     history = state.get("history", [])
@@ -572,10 +502,10 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
             with writers["validation"].as_default():
                 for k, v in evaluation.items():
                     tf.summary.scalar(k.replace("validation_", ""), v, step=step)
-            current = selection_score(evaluation, metric)
+            current = selection_score(evaluation, metric, model)
             if best_score is None or current > best_score:
                 best_score, best_step, since_best = current, step, 0
-                best_bleu = evaluation["validation_bleu"]
+                best_bleu = evaluation.get("validation_bleu", best_bleu)
                 saver.save_best(step)  # Before the latest: a crash in between re-evaluates this step.
             else:
                 since_best += 1
@@ -584,7 +514,7 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
             if step >= total_steps:
                 stop_reason = "finished"
             elif patience_reached:
-                stop_reason = f"early stopping: no validation {_METRIC_NAMES[metric]} gain in {patience_reached}"
+                stop_reason = f"early stopping: no validation {_METRIC_NAMES.get(metric, metric)} gain in {patience_reached}"
             elif stopped or out_of_time():
                 stop_reason = f"time budget of {config.train.max_minutes} minutes reached"
             saver.save(step, loop_state())
@@ -594,8 +524,10 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
                                                      "evaluations_since_best": since_best, "stop_reason": stop_reason,
                                                      "best_step": best_step, "selection_metric": metric,
                                                      "step": step})
+    best = next((h for h in history if h["step"] == best_step), {})
     print(f"Stopped at step {step}: {stop_reason}. Best checkpoint: step {best_step} by validation "
-          f"{_METRIC_NAMES[metric]} (validation BLEU {best_bleu}).")
+          f"{_METRIC_NAMES.get(metric, metric)} (" +
+          ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in best.items() if k.startswith("validation_")) + ").")
     if chief:
         return workdir_lib.read_json(workdir_lib.join(workdir, workdir_lib.METRICS_FILE), {})
     return {"history": history, "best_validation_bleu": best_bleu, "stop_reason": stop_reason, "step": step,

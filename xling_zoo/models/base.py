@@ -14,6 +14,9 @@ A ``Task`` is a Keras model plus the few things the rest of xling_zoo asks of it
 * ``layer_groups()``: layer-name groups (``embeddings``, ``encoder``, ``decoder``, ``head``...) that
   ``--freeze`` and per-group learning rates address.
 * ``owned_optimizers()``: optimizers the model steps itself (checkpointed with the trainer's).
+* ``make_validator(...)``, ``selection_metrics``, ``count_target_tokens(batch)``: what the trainer
+  measures at each evaluation, which of those figures may pick the best checkpoint (and which way),
+  and the tokens its throughput and validation loss count.
 * ``model_config_from_parent(parent_model_name, parent_model_config, default_model_config)``: the
   child's ``model`` section when a run of another model type is transferred into this one (the
   transfer step then copies the weights whose names both models share), or a UserError.
@@ -90,6 +93,21 @@ class Task(keras.Model):
         raise UserError(f"a {cls.registered_name} child cannot take a {parent_model_name} parent's weights; "
                         f"transfer it into a {parent_model_name} child (--model={parent_model_name} or no --model)")
 
+    # {name: "max" | "min"}: the figures the validator reports (as ``validation_<name>``) that
+    # train.selection_metric may name to pick the best checkpoint and stop early, and which way is better.
+    selection_metrics = {}
+
+    def make_validator(self, strategy, dataset_fn, config, tokenizers, validation_examples, pair):
+        """A callable () -> {"validation_<name>": float} that the trainer runs at every evaluation
+        (``dataset_fn(input_context)``: the validation batches; ``validation_examples``: the split as
+        dicts of text). It reports at least every name of ``selection_metrics``."""
+        raise NotImplementedError
+
+    def count_target_tokens(self, batch):
+        """float32 scalar: the tokens of ``batch`` that the loss is over (for tokens/s and for
+        weighting validation losses)."""
+        raise NotImplementedError
+
     def compute_losses(self, batch, training=False):
         raise NotImplementedError
 
@@ -147,6 +165,16 @@ class Seq2SeqTask(Task):
             raise UserError(f"the {parent_model_name} parent's translator is a {wrapped} "
                             f"(model.encoder_type={wrapped}), which a {cls.registered_name} child cannot take")
         return super().model_config_from_parent(parent_model_name, parent_model_config, default_model_config)
+
+    selection_metrics = {"bleu": "max", "chrf": "max", "loss": "min"}
+
+    def make_validator(self, strategy, dataset_fn, config, tokenizers, validation_examples, pair):
+        from xling_zoo.validation import TranslationValidator  # Late: it imports the decoder.
+
+        return TranslationValidator(strategy, self, dataset_fn, config, tokenizers, validation_examples, pair)
+
+    def count_target_tokens(self, batch):
+        return tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], PAD_ID), tf.float32))
 
     @property
     def loss_on_real_positions(self):

@@ -1,0 +1,79 @@
+"""Validation during training, per task: what ``Task.make_validator`` returns.
+
+The trainer calls the validator at every evaluation and ranks its figures by the task's
+``selection_metrics``; what is measured, and how, is the task's.
+"""
+
+import tensorflow as tf
+
+from xling_zoo.decode import Translator
+from xling_zoo.evaluate import score
+
+
+def never_empty(batch):
+    """Multi-worker evaluation hands a worker without data left an empty [0, 0] batch (every worker
+    must join each step). Layers cannot run on zero rows or steps, so add one all-padding row and
+    position: padding carries no loss and no tokens."""
+
+    def pad(v):
+        shape = tf.shape(v)
+        rows = tf.maximum(0, 1 - shape[0])
+        if v.shape.rank == 2:
+            return tf.pad(v, [[0, rows], [0, tf.maximum(0, 1 - shape[1])]])
+        return tf.pad(v, [[0, rows]])
+
+    return {k: pad(v) for k, v in batch.items()}
+
+
+class TranslationValidator:
+    """A translation run's validation (``Seq2SeqTask.make_validator``): the loss over the whole
+    validation split (distributed), and BLEU/chrF of a subset decoded greedily with the Translator.
+
+    A multi-target run's subset holds every target (its validation splits interleave): each is
+    translated with its own tag, and BLEU/chrF are scored over all of them together.
+    """
+
+    def __init__(self, strategy, model, dataset_fn, config, tokenizers, validation_examples, pair):
+        self.strategy = strategy
+        self.model = model
+        self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
+        self.translators = {target: Translator(model, tokenizers, config, beam_size=1, target_language=target)
+                            for target in pair.target_languages}
+        limit = config.eval.validation_bleu_examples or len(validation_examples)
+        self.examples = validation_examples[:limit]
+        self.references = [e["target"] for e in self.examples]
+        self.target_language = pair.target_languages[0]  # Picks sacreBLEU's tokenizer (zh, ja, ko).
+        self.batch_size = config.eval.batch_size
+
+        @tf.function
+        def loss_step(batch):
+            def step_fn(batch):
+                batch = never_empty(batch)
+                tokens = self.model.count_target_tokens(batch)
+                losses = self.model.compute_losses(batch, training=False)
+                # Translation loss alone where a model adds other terms (the adversarial
+                # discriminator), so validation losses compare across models.
+                loss = tf.cast(losses.get("translation_loss", losses["loss"]), tf.float32)
+                return loss * tokens, tokens
+
+            weighted, tokens = strategy.run(step_fn, args=(batch,))
+            sum_ = tf.distribute.ReduceOp.SUM
+            return strategy.reduce(sum_, weighted, axis=None), strategy.reduce(sum_, tokens, axis=None)
+
+        self.loss_step = loss_step
+
+    def __call__(self):
+        total, tokens = 0.0, 0.0
+        for batch in self.dataset:
+            weighted, count = self.loss_step(batch)
+            total += float(weighted)
+            tokens += float(count)
+        hypotheses = [None] * len(self.examples)
+        for target, translator in self.translators.items():
+            index = [i for i, e in enumerate(self.examples) if e.get("target_language", target) == target]
+            for i, hypothesis in zip(index, translator.translate_all([self.examples[i]["source"] for i in index],
+                                                                     self.batch_size)):
+                hypotheses[i] = hypothesis
+        bleu = score(hypotheses, self.references, self.target_language)
+        return {"validation_loss": total / max(tokens, 1.0), "validation_bleu": bleu["bleu"],
+                "validation_chrf": bleu["chrf"]}
