@@ -15,6 +15,10 @@ setting of Zoph et al. 2016). Every run is a user's plain command, nothing tuned
             --mix_parent_data=0 (the child's pairs alone: the plain command before mixing became its default)
   mix       the transfer command with --mix_parent_data=0.5 (mixed fine-tuning, Chu et al. 2017): what the
             plain transfer command does now
+  multi     the plain transfer command from a multilingual parent (--multilingual_parent_en_x / _x_en,
+            e.g. the default lstm_seq2seq trained with --pair=en-de,nl,pl)
+  freezeencoder, freezeembeddings, lrhalf, vocabchild, vocabextend: the plain command with one option of
+            issue 11 §2 (--freeze=..., --transferred_lr_multiplier=0.5, --vocab=child, --vocab=extend)
 
 each then scored with ``python -m xling_zoo.evaluate --workdir=W`` (greedy, the child's test split),
 whose metrics.json also holds the copy floor (the source copied as the translation). Runs are
@@ -70,7 +74,7 @@ TRANSFER_SETUPS = {
     # The plain command with the parent's vocabulary extended by pieces for the letters it lacks.
     "vocabextend": ["--vocab=extend"],
 }
-OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf"]
+OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf", "vocabchild", "vocabextend"]
 SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)",
                 "multi": "plain, multilingual parent"}
 
@@ -176,7 +180,7 @@ def report():
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {copy[key][0]:.2f} / {copy[key][1]:.2f} | {cell('scratch')} | "
                      f"{cell('transfer')} | {cell('mix')} | {gain} | {over_copy} | {cell('multi')} | {seeds} |")
     options = ["| model | pair | pairs | plain command (mixed 0.5) | " + " | ".join(
-        f"+ {' '.join(TRANSFER_SETUPS[o][1:])}" for o in OPTION_SETUPS) + " |", "|---|---|---:|---:|" + "---:|" * len(OPTION_SETUPS)]
+        "+ " + " ".join(f for f in TRANSFER_SETUPS[o] if not f.startswith("--mix_parent_data")) for o in OPTION_SETUPS) + " |", "|---|---|---:|---:|" + "---:|" * len(OPTION_SETUPS)]
     for key in sorted(groups):
         if any(o in groups[key] for o in OPTION_SETUPS):
             cells = [_mean_spread([r["bleu"] for r in groups[key][s]]) if s in groups[key] else "—"
