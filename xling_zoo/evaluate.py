@@ -1,8 +1,9 @@
-"""Evaluation with sacreBLEU: BLEU, chrF and TER, with their signatures, against a copy-the-source floor.
-
-``python -m xling_zoo.evaluate --workdir=DIR [--split=test] [--beam_size=N]`` translates a split with
-the run's best checkpoint, writes the hypotheses next to the metrics, and writes ``metrics.json``
+"""``python -m xling_zoo.evaluate --workdir=DIR [--split=test]``: scores a run's best checkpoint on a
+split, the way its task says (``Task.evaluate``), and writes the outputs next to ``metrics.json``
 (test) or ``metrics_<split>.json`` (other splits).
+
+A translator (``evaluate_translations``, ``[--beam_size=N] [--pair=...]``) is scored with sacreBLEU:
+BLEU, chrF and TER, with their signatures, against a copy-the-source floor.
 """
 
 import json
@@ -14,6 +15,7 @@ from xling_zoo import workdir as workdir_lib
 from xling_zoo.data import corpus
 from xling_zoo.decode import Translator
 from xling_zoo.errors import UserError
+from xling_zoo.models.base import Evaluation
 
 
 def score(hypotheses, references, target_language):
@@ -33,19 +35,42 @@ def score(hypotheses, references, target_language):
     return result
 
 
-def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=None, jit_compile=False):
-    """Translates ``split`` with the run's best weights and writes hypotheses and metrics.
+def evaluate_run(workdir, split="test", max_examples=0, **options):
+    """Scores the run's best weights on ``split`` and writes its outputs and metrics.
+
+    What is read, produced and measured is the run's task's (``Task.evaluate``; for a translator
+    ``evaluate_translations``: ``beam_size``, ``pair``, ``jit_compile``). This writes what it returns:
+    the outputs, one per line, and the metrics, into ``metrics.json`` for the run's own test split
+    and beside it, named by the task's ``name`` (another split, another pair), otherwise.
+    """
+    if split not in corpus.SPLITS:
+        raise UserError(f"--split={split!r} is not one of {', '.join(corpus.SPLITS)}")
+    run = workdir_lib.load_run(workdir)
+    result = run.model.evaluate(run, split, max_examples=max_examples, **options)
+    metrics, name = result.metrics, result.name
+    suffix = "" if split == "test" and not name else f"_{split}" + (f"_{name}" if name else "")
+    outputs_name = result.outputs_file.format(suffix=suffix)
+    workdir_lib.write_atomically(workdir_lib.join(run.workdir, outputs_name),
+                                 "".join(line.replace("\n", " ") + "\n" for line in result.outputs))
+    metrics[result.outputs_key] = outputs_name
+    if not suffix:
+        workdir_lib.update_metrics(run.workdir, metrics)
+    else:
+        workdir_lib.write_atomically(workdir_lib.join(run.workdir, f"metrics{suffix}.json"), json.dumps(metrics, indent=2))
+    return metrics
+
+
+def evaluate_translations(run, split, max_examples=0, beam_size=None, pair=None, jit_compile=False):
+    """A translator's evaluation (``Seq2SeqTask.evaluate``): translates ``split`` and scores it with
+    sacreBLEU (BLEU, chrF, TER), beside the copy floor (the source copied as the translation).
 
     ``pair`` scores another pair into one of the run's target languages than the one it trained on:
     one source of a multi-source run (``en-de`` of an ``en,nl-de`` run), an unseen source
     (zero-shot), or one target of a multi-target run (``en-nl`` of an ``en-de,nl,fr`` run, which
     needs it: a multi-target run is evaluated one target at a time). Its files then carry the pair
-    in their names; ``metrics.json`` is left alone. ``jit_compile``
-    decodes with XLA (same translations, see decode.Translator).
+    in their names; ``metrics.json`` is left alone. ``jit_compile`` decodes with XLA (same
+    translations, see decode.Translator).
     """
-    if split not in corpus.SPLITS:
-        raise UserError(f"--split={split!r} is not one of {', '.join(corpus.SPLITS)}")
-    run = workdir_lib.load_run(workdir)
     config = run.config
     eval_pair = corpus.Pair.parse(pair) if pair else run.pair
     if eval_pair.is_multi_target:
@@ -59,7 +84,7 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
     translator = Translator(run.model, run.tokenizers, config, beam_size=beam_size, jit_compile=jit_compile,
                             target_language=eval_pair.target_language)
     examples = corpus.read_split(config.corpus, eval_pair, split, data_dir=config.data_dir or None,
-                               skip_bad_lines=config.get("skip_bad_lines", False))
+                                 skip_bad_lines=config.get("skip_bad_lines", False))
     if max_examples:
         examples = examples[:max_examples]
     if not examples:
@@ -85,18 +110,8 @@ def evaluate_run(workdir, split="test", beam_size=None, max_examples=0, pair=Non
                      "seconds": round(seconds, 1)},
         "checkpoint": str(run.checkpoint),
     })
-    other_pair = eval_pair != run.pair
-    suffix = "" if split == "test" and not other_pair else f"_{split}"
-    suffix += f"_{eval_pair}" if other_pair else ""
-    hypotheses_name = f"hypotheses{suffix}.beam{translator.beam_size}.txt"
-    workdir_lib.write_atomically(workdir_lib.join(run.workdir, hypotheses_name),
-                                 "".join(h.replace("\n", " ") + "\n" for h in hypotheses))
-    metrics["hypotheses"] = hypotheses_name
-    if not suffix:
-        workdir_lib.update_metrics(run.workdir, metrics)
-    else:
-        workdir_lib.write_atomically(workdir_lib.join(run.workdir, f"metrics{suffix}.json"), json.dumps(metrics, indent=2))
-    return metrics
+    return Evaluation(metrics, hypotheses, f"hypotheses{{suffix}}.beam{translator.beam_size}.txt", "hypotheses",
+                      name=str(eval_pair) if eval_pair != run.pair else "")
 
 
 def main(argv):

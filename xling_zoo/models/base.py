@@ -54,6 +54,21 @@ class VocabInfo:
     num_source_languages: int = 1
 
 
+@dataclasses.dataclass
+class Evaluation:
+    """What ``Task.evaluate`` returns; ``python -m xling_zoo.evaluate`` writes it into the run."""
+
+    metrics: dict
+    # One line per example (translations; later labels, continuations).
+    outputs: list
+    # The outputs file's name, "{suffix}" standing for the split and ``name`` part, and the key
+    # under which the metrics list it ("hypotheses").
+    outputs_file: str
+    outputs_key: str
+    # What tells this evaluation's files apart from the run's own data ("" = the run's own).
+    name: str = ""
+
+
 class Task(keras.Model):
     """Base class of every registered model."""
 
@@ -101,6 +116,12 @@ class Task(keras.Model):
         """A callable () -> {"validation_<name>": float} that the trainer runs at every evaluation
         (``dataset_fn(input_context)``: the validation batches; ``validation_examples``: the split as
         dicts of text). It reports at least every name of ``selection_metrics``."""
+        raise NotImplementedError
+
+    def evaluate(self, run, split, max_examples=0, **options):
+        """``python -m xling_zoo.evaluate`` for a run of this task: scores ``run`` (a workdir.Run
+        holding this model) on ``split`` (``options``: the task's own, e.g. a translator's beam size).
+        Returns an ``Evaluation``."""
         raise NotImplementedError
 
     def count_target_tokens(self, batch):
@@ -172,6 +193,11 @@ class Seq2SeqTask(Task):
         from xling_zoo.validation import TranslationValidator  # Late: it imports the decoder.
 
         return TranslationValidator(strategy, self, dataset_fn, config, tokenizers, validation_examples, pair)
+
+    def evaluate(self, run, split, max_examples=0, **options):
+        from xling_zoo.evaluate import evaluate_translations  # Late: it imports the decoder.
+
+        return evaluate_translations(run, split, max_examples=max_examples, **options)
 
     def count_target_tokens(self, batch):
         return tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], PAD_ID), tf.float32))
