@@ -169,3 +169,12 @@ def test_add_pieces_appends_without_shifting_ids(joint):
     # The new tag is a control symbol like the trained ones: detokenize drops it.
     ids = tf.constant([[joint.vocab_size] + joint.tokenize(["Ein Hund"])[0].numpy().tolist()])
     assert grown.detokenize(ids).numpy().tolist() == [b"Ein Hund"]
+
+
+def test_extend_needs_a_unigram_model(joint):
+    bpe = tok.SubwordTokenizer.train(ENGLISH + GERMAN, vocab_size=VOCAB_SIZE, model_type="bpe")
+    with pytest.raises(UserError, match="extending a vocabulary needs a unigram SentencePiece model.*--vocab=child"):
+        bpe.extend_with(joint)
+    # Extending with a vocabulary of the same text adds nothing: it spells nothing as bytes.
+    same, added = joint.extend_with(joint)
+    assert added == [] and same.pieces() == joint.pieces()
