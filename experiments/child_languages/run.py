@@ -139,6 +139,10 @@ def gather():
             "copy_chrf": metrics["copy_source"]["chrf"], "updates": metrics.get("step"),
             "best_step": metrics.get("best_step"), "stop_reason": metrics.get("stop_reason"),
             "parent": json.loads(transfer.read_text())["parent"] if transfer.exists() else None,
+            # The child's vocabulary: how many pieces it has beyond the parent's (a new tag, --vocab=extend's).
+            "vocabulary": ({side: {k: v[k] for k in ("parent_size", "child_size", "kept", "new")}
+                            for side, v in json.loads(transfer.read_text())["vocabularies"].items()}
+                           if transfer.exists() else None),
         })
     return rows
 
@@ -150,9 +154,31 @@ def _mean_spread(values):
     return f"{mean:.2f}" + (f" ±{(max(values) - min(values)) / 2:.2f}" if len(values) > 1 else "")
 
 
+def parents(rows):
+    """Each parent run's command, code and test metrics (greedy; beam 4 where evaluated), as read from
+    its run directory: what the README's parent table quotes."""
+    found = {}
+    for path in sorted({r["parent"] for r in rows if r["parent"]}):
+        workdir = pathlib.Path(path)
+        config = json.loads((workdir / "config.json").read_text())
+        entry = {"pair": config["pair"], "model": config["model_name"]}
+        for name in sorted(workdir.glob("metrics*.json")):
+            metrics = json.loads(name.read_text())
+            if "bleu" in metrics:
+                entry[name.stem] = {k: metrics.get(k) for k in ("pair", "bleu", "chrf", "ter", "copy_source",
+                                                                 "decoding", "checkpoint")}
+            if name.stem == "metrics":
+                entry.update(step=metrics.get("step"), best_step=metrics.get("best_step"))
+        commit = workdir.parent / "commit"
+        entry["code"] = commit.read_text().strip() if commit.exists() else None
+        found[path] = entry
+    return found
+
+
 def report():
     rows = gather()
     (HERE / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (HERE / "parents.json").write_text(json.dumps(parents(rows), indent=2) + "\n")
     groups = collections.defaultdict(lambda: collections.defaultdict(list))
     copy = {}
     for row in rows:
