@@ -184,10 +184,6 @@ def child_tokenizers(parent_tokenizers, languages, vocab, tokenizer_config, trai
     return Tokenizers(source, target)
 
 
-def _same_pieces(a, b):
-    return a.source.pieces() == b.source.pieces() and a.target.pieces() == b.target.pieces()
-
-
 # === The trainer's transfer hook ===
 
 def weight_keys(model):
