@@ -32,10 +32,9 @@ from xling_zoo import cli  # noqa: F401  (sets TF log level before TF loads)
 
 import tensorflow as tf  # noqa: E402
 
-from xling_zoo import export, serving  # noqa: E402
+from xling_zoo import export  # noqa: E402
 from xling_zoo import workdir as workdir_lib  # noqa: E402
 from xling_zoo.data import corpus  # noqa: E402
-from xling_zoo.decode import Translator  # noqa: E402
 from xling_zoo.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -59,7 +58,7 @@ def uptime():
 def test_sentences(run, graph, limit):
     examples = corpus.read_split(run.config.corpus, run.pair, "test", data_dir=run.config.data_dir or None,
                                  skip_bad_lines=run.config.get("skip_bad_lines", False))
-    sentences = [e["source"] for e in examples if export.accepts(graph, e["source"])][:limit]
+    sentences = [e["source"] for e in examples if graph.accepts(e["source"])][:limit]
     if not sentences:
         raise UserError(f"--workdir={FLAGS.workdir}: its test split has no sentence the export translates whole")
     return sentences
@@ -97,7 +96,7 @@ def main(_):
                     "process": "fresh, imports only tensorflow and tensorflow_text"},
         "exports": {},
     }
-    accepting = serving.ServingGraph(Translator(run.model, run.tokenizers, run.config), max_input_bytes=4096)
+    accepting = run.model.serving_graph(run, max_input_bytes=4096)
     sentences = test_sentences(run, accepting, FLAGS.sentences)
     result["setting"]["sentences"] = len(sentences)
     result["setting"]["mean_sentence_bytes"] = round(statistics.mean(len(s.encode("utf-8")) for s in sentences), 1)

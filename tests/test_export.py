@@ -170,7 +170,7 @@ def test_each_sentence_gets_a_status_and_only_good_ones_are_translated(lstm_run,
     expected = {"translations": [next(translations) if status == "ok" else "" for status in statuses],
                 "status": statuses}
     assert in_process(lstm_export, sentences) == expected
-    session = export.session_outputs(str(lstm_export), sentences)
+    session = serving.session_outputs(str(lstm_export), sentences)
     assert {k: [v.decode("utf-8") for v in values] for k, values in session.items()} == expected
     # An empty request, or one with nothing to translate, is answered too.
     assert in_process(lstm_export, []) == {"translations": [], "status": []}
@@ -253,7 +253,7 @@ def test_split_long_sentences_export(lstm_run, tmp_path):
     assert json.loads((version_dir / export.METADATA_FILE).read_text())["split_long_sentences"] is True
     overlong = " ".join(["The red user opens the file.", "The window saves a big picture."] * 6)
     sentences = ["The user saves.", overlong, "x" * 5000]
-    session = export.session_outputs(str(version_dir), sentences)
+    session = serving.session_outputs(str(version_dir), sentences)
     assert [s.decode() for s in session["status"]] == ["ok", "split", "too_long"]
     parts = ["The red user opens the file.", "The window saves a big picture."] * 6
     expected = translator_outputs(lstm_run, ["The user saves."] + parts)
@@ -274,7 +274,7 @@ def test_export_to_tensorflows_in_memory_filesystem(lstm_run):
     with tf.io.gfile.GFile(f"{second}/{export.METADATA_FILE}") as f:
         assert json.load(f)["beam_size"] == 2
     assert in_process(first, ENGLISH[:2])["translations"] == translator_outputs(lstm_run, ENGLISH[:2])
-    outputs = export.session_outputs(second, ENGLISH[:2])
+    outputs = serving.session_outputs(second, ENGLISH[:2])
     assert [t.decode("utf-8") for t in outputs["translations"]] == translator_outputs(lstm_run, ENGLISH[:2], 2)
 
 
@@ -285,7 +285,7 @@ def test_a_failed_export_leaves_no_version_folder(lstm_run, tmp_path, monkeypatc
     def disagree(*args):
         raise RuntimeError("the exported model disagrees")
 
-    monkeypatch.setattr(export, "check_export", disagree)
+    monkeypatch.setattr(serving.ServingGraph, "check", disagree)
     with pytest.raises(RuntimeError, match="disagrees"):
         export.export_run(lstm_run, base, check_sentences=1)
     assert tf.io.gfile.listdir(base) == []
@@ -352,7 +352,7 @@ def test_the_session_client_refuses_xla_only_ops_like_the_model_server(transform
     # needs) is XlaDynamicUpdateSlice: what a default model server fails on, and so must the client
     # the tests above rely on.
     monkeypatch.setattr(serving, "core_tensorflow_ops", contextlib.nullcontext)
-    monkeypatch.setattr(export, "Translator", functools.partial(decode.Translator, static_shapes=True))
+    monkeypatch.setattr(decode, "Translator", functools.partial(decode.Translator, static_shapes=True))
     version_dir = export.export_run(transformer_run, tmp_path / "serving", check_sentences=0)
     assert json.loads((version_dir / export.METADATA_FILE).read_text())["xla_ops"] == ["XlaDynamicUpdateSlice"]
     session = start([str(TOOLS / "session_client.py"), f"--dir={version_dir}"], stdin=subprocess.PIPE)

@@ -35,8 +35,6 @@ from absl import flags
 
 from xling_zoo import cli, serving
 from xling_zoo import workdir as workdir_lib
-from xling_zoo.data import corpus
-from xling_zoo.decode import Translator, target_language_of
 from xling_zoo.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -75,7 +73,6 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
         raise UserError(f"--check_sentences must be >= 0, got {check_sentences}")
     # Everything that can fail on the run itself fails before anything is written.
     run = workdir_lib.load_run(workdir, which)
-    target_language = target_language_of(run.pair, target_language)
     version = next_version(export_dir) if version is None else version
     if version < 1:
         raise UserError(f"--version must be >= 1 (TF Serving's version folders), got {version}")
@@ -84,8 +81,8 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
         raise UserError(f"{destination} already exists: TF Serving versions are never overwritten; "
                         "pass another --version or leave it out to take the next free one")
 
-    translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size, target_language=target_language)
-    graph = serving.ServingGraph(translator, max_input_bytes, split_long_sentences)
+    graph = run.model.serving_graph(run, max_input_bytes=max_input_bytes, beam_size=beam_size,
+                                    target_language=target_language, split_long_sentences=split_long_sentences)
     # Not a number: TF Serving ignores the folder until it is published.
     staging = os.path.join(export_dir, f".staging-{version}-{uuid.uuid4().hex[:12]}")
     try:
@@ -95,22 +92,9 @@ def export_run(workdir, export_dir=None, version=None, beam_size=None, which="be
     try:
         write_saved_model(graph, staging)
         ops = op_types(staging)
-        checked = []
-        if check_sentences:
-            pair = corpus.Pair(run.pair.source_languages, (target_language,))
-            examples = corpus.read_split(run.config.corpus, pair, "validation",
-                                         skip_bad_lines=run.config.get("skip_bad_lines", False),
-                                         data_dir=run.config.data_dir or None)
-            checked = [e["source"] for e in examples if accepts(graph, e["source"])][:check_sentences]
-            check_export(staging, translator, checked)
+        checked = graph.check(staging, run, check_sentences)
         metadata = {"workdir": str(workdir), "checkpoint": run.checkpoint, "model_name": run.config.model_name,
-                    "pair": run.config.pair, "target_language": target_language, "beam_size": translator.beam_size,
-                    "max_decode_length": translator.max_decode_length,
-                    "max_source_tokens": graph.max_source_tokens, "max_input_bytes": graph.max_input_bytes,
-                    "split_long_sentences": graph.split_long_sentences,
-                    "signature": {"name": SIGNATURE_KEY, "inputs": {serving.INPUT_KEY: "tf.string [batch]"},
-                                  "outputs": {"translations": "tf.string [batch]", "status": "tf.string [batch]"}},
-                    "statuses": serving.STATUSES,
+                    "pair": run.config.pair, **graph.metadata(),
                     "custom_ops": custom_ops(ops), "xla_ops": serving.xla_ops(ops),
                     "checked_sentences": len(checked)}
         with tf.io.gfile.GFile(os.path.join(staging, METADATA_FILE), "w") as f:
@@ -131,45 +115,10 @@ def write_saved_model(graph, path):
     """
     archive = keras.export.ExportArchive()
     with serving.core_tensorflow_ops():
-        archive.track(graph.translator.tokenizers)  # Holds the SentencePiece resources the signature uses.
-        archive.add_endpoint(SIGNATURE_KEY, graph.serve,
-                             input_signature=[tf.TensorSpec([None], tf.string, name=serving.INPUT_KEY)])
+        for resource in graph.trackables():  # E.g. the SentencePiece resources the signature uses.
+            archive.track(resource)
+        archive.add_endpoint(SIGNATURE_KEY, graph.serve, input_signature=graph.input_signature)
         archive.write_out(path, verbose=False)
-
-
-def accepts(graph, sentence):
-    """Whether the export translates this sentence whole (used to pick the check sentences)."""
-    return (len(sentence.encode("utf-8")) <= graph.max_input_bytes and bool(sentence.strip())
-            and not graph.translator.overlength([sentence]))
-
-
-def session_outputs(saved_model_dir, sentences, signature=SIGNATURE_KEY):
-    """The signature's outputs (name -> numpy array) run through TF1's session-based loader: the
-    loader TF Serving uses (``tf.saved_model.load`` is more forgiving)."""
-    from tensorflow.python.util import deprecation
-
-    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
-        with deprecation.silence():  # "use tf.saved_model.load instead": not what TF Serving uses.
-            meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
-        signature_def = meta_graph.signature_def[signature]
-        fetches = {name: info.name for name, info in signature_def.outputs.items()}
-        return session.run(fetches, {signature_def.inputs[serving.INPUT_KEY].name: list(sentences)})
-
-
-def check_export(saved_model_dir, translator, sentences):
-    """The exported signature, in the session loader, must give exactly the in-process translations."""
-    if not sentences:
-        return
-    outputs = session_outputs(saved_model_dir, sentences)
-    exported = [t.decode("utf-8") for t in outputs["translations"]]
-    statuses = [s.decode("utf-8") for s in outputs["status"]]
-    expected = [t.decode("utf-8") for t in translator.translate(tf.constant(sentences)).numpy()]
-    mismatches = [i for i, (a, b, s) in enumerate(zip(exported, expected, statuses)) if a != b or s != serving.OK]
-    if mismatches:
-        i = mismatches[0]
-        raise RuntimeError(f"the exported model disagrees with the in-process translator on {len(mismatches)} of "
-                           f"{len(sentences)} sentences, e.g. {sentences[i]!r}: {exported[i]!r} ({statuses[i]}) "
-                           f"vs {expected[i]!r}")
 
 
 def op_types(saved_model_dir):

@@ -21,6 +21,7 @@ import contextlib
 
 import tensorflow as tf
 
+from xling_zoo.data import corpus
 from xling_zoo.data.pipeline import normalize_whitespace, source_lengths
 from xling_zoo.errors import UserError
 
@@ -57,6 +58,51 @@ class ServingGraph:
         specials = int(self._source_lengths(tf.constant([""]))[0])
         # The most text pieces one encoder input holds.
         self.window = self.max_source_tokens - specials
+
+    input_signature = [tf.TensorSpec([None], tf.string, name=INPUT_KEY)]
+
+    def trackables(self):
+        """What the signature reads besides the weights: the SentencePiece resources."""
+        return [self.translator.tokenizers]
+
+    def accepts(self, sentence):
+        """Whether the export translates this sentence whole (status ok)."""
+        return (len(sentence.encode("utf-8")) <= self.max_input_bytes and bool(sentence.strip())
+                and not self.translator.overlength([sentence]))
+
+    def check(self, saved_model_dir, run, count):
+        """Up to ``count`` of the run's validation sentences that the export translates whole, run
+        through TF Serving's loader: each must come back exactly as the in-process translator
+        translates it, status ok (else RuntimeError). Returns the sentences checked."""
+        if count <= 0:
+            return []
+        pair = corpus.Pair(run.pair.source_languages, (self.translator.target_language,))
+        examples = corpus.read_split(run.config.corpus, pair, "validation", data_dir=run.config.data_dir or None,
+                                     skip_bad_lines=run.config.get("skip_bad_lines", False))
+        sentences = [e["source"] for e in examples if self.accepts(e["source"])][:count]
+        if not sentences:
+            return []
+        outputs = session_outputs(saved_model_dir, sentences)
+        exported = [t.decode("utf-8") for t in outputs["translations"]]
+        statuses = [s.decode("utf-8") for s in outputs["status"]]
+        expected = [t.decode("utf-8") for t in self.translator.translate(tf.constant(sentences)).numpy()]
+        mismatches = [i for i, (a, b, s) in enumerate(zip(exported, expected, statuses)) if a != b or s != OK]
+        if mismatches:
+            i = mismatches[0]
+            raise RuntimeError(f"the exported model disagrees with the in-process translator on {len(mismatches)} of "
+                               f"{len(sentences)} sentences, e.g. {sentences[i]!r}: {exported[i]!r} ({statuses[i]}) "
+                               f"vs {expected[i]!r}")
+        return sentences
+
+    def metadata(self):
+        """The signature and its settings, for the export's metadata file."""
+        t = self.translator
+        return {"target_language": t.target_language, "beam_size": t.beam_size,
+                "max_decode_length": t.max_decode_length, "max_source_tokens": self.max_source_tokens,
+                "max_input_bytes": self.max_input_bytes, "split_long_sentences": self.split_long_sentences,
+                "signature": {"name": SIGNATURE_KEY, "inputs": {INPUT_KEY: "tf.string [batch]"},
+                              "outputs": {"translations": "tf.string [batch]", "status": "tf.string [batch]"}},
+                "statuses": STATUSES}
 
     def _source_lengths(self, normalized):
         t = self.translator
@@ -140,6 +186,20 @@ class ServingGraph:
 
 
 # === Ops the model server runs ===
+
+def session_outputs(saved_model_dir, inputs, signature=SIGNATURE_KEY):
+    """The signature's outputs (name -> numpy array) for ``inputs`` (its one input), run through TF1's
+    session-based loader: the loader TF Serving uses (``tf.saved_model.load`` is more forgiving)."""
+    from tensorflow.python.util import deprecation
+
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        with deprecation.silence():  # "use tf.saved_model.load instead": not what TF Serving uses.
+            meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
+        signature_def = meta_graph.signature_def[signature]
+        fetches = {name: info.name for name, info in signature_def.outputs.items()}
+        (input_info,) = signature_def.inputs.values()
+        return session.run(fetches, {input_info.name: list(inputs)})
+
 
 @contextlib.contextmanager
 def core_tensorflow_ops():

@@ -17,6 +17,9 @@ A ``Task`` is a Keras model plus the few things the rest of xling_zoo asks of it
 * ``make_validator(...)``, ``selection_metrics``, ``count_target_tokens(batch)``: what the trainer
   measures at each evaluation, which of those figures may pick the best checkpoint (and which way),
   and the tokens its throughput and validation loss count.
+* ``evaluate(run, split, ...)``: what ``python -m xling_zoo.evaluate`` scores and writes.
+* ``serving_graph(run, ...)``: what ``python -m xling_zoo.export`` writes: the signature's function,
+  its inputs and outputs, the resources it reads, and how to check the written SavedModel.
 * ``model_config_from_parent(parent_model_name, parent_model_config, default_model_config)``: the
   child's ``model`` section when a run of another model type is transferred into this one (the
   transfer step then copies the weights whose names both models share), or a UserError.
@@ -124,6 +127,16 @@ class Task(keras.Model):
         Returns an ``Evaluation``."""
         raise NotImplementedError
 
+    def serving_graph(self, run, *, max_input_bytes=4096, **options):
+        """``python -m xling_zoo.export`` for a run of this task: an object with ``serve`` (the
+        signature's function), ``input_signature``, ``trackables()`` (the resources ``serve`` reads
+        besides the weights, e.g. tokenizers), ``check(saved_model_dir, run, count)`` (runs the
+        written SavedModel in TF Serving's loader on up to ``count`` validation inputs against the
+        in-process model, raising RuntimeError on any difference; returns the inputs checked) and
+        ``metadata()`` (a JSON-able dict: the signature's inputs and outputs, its settings).
+        ``options``: the task's own (a translator's beam size, target language...)."""
+        raise UserError(f"{self.registered_name} runs have no export yet")
+
     def count_target_tokens(self, batch):
         """float32 scalar: the tokens of ``batch`` that the loss is over (for tokens/s and for
         weighting validation losses)."""
@@ -198,6 +211,15 @@ class Seq2SeqTask(Task):
         from xling_zoo.evaluate import evaluate_translations  # Late: it imports the decoder.
 
         return evaluate_translations(run, split, max_examples=max_examples, **options)
+
+    def serving_graph(self, run, *, max_input_bytes=4096, beam_size=None, target_language=None,
+                      split_long_sentences=False):
+        from xling_zoo.decode import Translator, target_language_of  # Late: the decoder imports models.
+        from xling_zoo.serving import ServingGraph
+
+        translator = Translator(self, run.tokenizers, run.config, beam_size=beam_size,
+                                target_language=target_language_of(run.pair, target_language))
+        return ServingGraph(translator, max_input_bytes, split_long_sentences)
 
     def count_target_tokens(self, batch):
         return tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], PAD_ID), tf.float32))
