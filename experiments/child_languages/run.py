@@ -67,6 +67,14 @@ TRANSFER_SETUPS = {
     "freezeencoder": [f"--mix_parent_data={MIX_RATIO}", "--freeze=encoder"],
     "freezeembeddings": [f"--mix_parent_data={MIX_RATIO}", "--freeze=embeddings"],
     "lrhalf": [f"--mix_parent_data={MIX_RATIO}", "--transferred_lr_multiplier=0.5"],
+    "dropout3": [f"--mix_parent_data={MIX_RATIO}", "--set=model.dropout=0.3"],
+    "truncate": [f"--mix_parent_data={MIX_RATIO}", "--set=data.overlength=truncate"],
+    "mix75": ["--mix_parent_data=0.75"],
+    # Similar-language regularisation (Neubig & Hu 2018): the parent's pair and a language related to
+    # the child's mixed in (RELATED below).
+    "mixrelated": [f"--mix_parent_data={MIX_RATIO}"],
+    "maxlen128": [f"--mix_parent_data={MIX_RATIO}", "--set=data.max_length=128", "--set=eval.max_decode_length=128"],
+    "maxlen256": [f"--mix_parent_data={MIX_RATIO}", "--set=data.max_length=256", "--set=eval.max_decode_length=256"],
     # The plain command from a multilingual parent (--multilingual_parent_*) instead of a single-pair one.
     "multi": [],
     # The plain command with the child's own vocabulary (rows of shared pieces from the parent).
@@ -74,13 +82,18 @@ TRANSFER_SETUPS = {
     # The plain command with the parent's vocabulary extended by pieces for the letters it lacks.
     "vocabextend": ["--vocab=extend"],
 }
-OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf", "vocabchild", "vocabextend"]
+OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf", "vocabchild", "vocabextend", "dropout3", "maxlen256",
+                 "mix75", "mixrelated"]
 SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)",
                 "multi": "plain, multilingual parent"}
 
 
 def pair_of(language, direction):
     return f"en-{language}" if direction == "en-x" else f"{language}-en"
+
+
+# A language of the built-in corpus related to each child (same family), for "mixrelated".
+RELATED = {"cs": "pl", "sv": "da", "fi": "et"}
 
 
 def command(setup, language, direction, size, seed, workdir):
@@ -95,7 +108,14 @@ def command(setup, language, direction, size, seed, workdir):
         raise app.UsageError(f"--{prefix}_{direction.replace('-', '_')} is needed for {setup} runs")
     if setup not in TRANSFER_SETUPS:
         raise app.UsageError(f"unknown setup {setup!r}: scratch, {', '.join(TRANSFER_SETUPS)}")
-    return ["-m", "xling_zoo.transfer", f"--parent={parent}", *common, *TRANSFER_SETUPS[setup]]
+    extra = []
+    if setup == "mixrelated":
+        with open(os.path.join(parent, "config.json")) as f:
+            source, target = json.load(f)["pair"].split("-")
+        related = RELATED[language]
+        extra = [f"--set=mix.pair={source}-{target},{related}" if direction == "en-x"
+                 else f"--set=mix.pair={source},{related}-{target}"]
+    return ["-m", "xling_zoo.transfer", f"--parent={parent}", *common, *TRANSFER_SETUPS[setup], *extra]
 
 
 def run(arguments):
@@ -205,8 +225,14 @@ def report():
         seeds = max(len(v) for v in bleu.values())
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {copy[key][0]:.2f} / {copy[key][1]:.2f} | {cell('scratch')} | "
                      f"{cell('transfer')} | {cell('mix')} | {gain} | {over_copy} | {cell('multi')} | {seeds} |")
+    def option_flags(setup):
+        flags_ = [f for f in TRANSFER_SETUPS[setup] if not f.startswith(f"--mix_parent_data={MIX_RATIO}")]
+        if setup == "mixrelated":
+            flags_.append("--set=mix.pair=PARENT'S PAIR,RELATED")
+        return "+ " + " ".join(flags_)
+
     options = ["| model | pair | pairs | plain command (mixed 0.5) | " + " | ".join(
-        "+ " + " ".join(f for f in TRANSFER_SETUPS[o] if not f.startswith("--mix_parent_data")) for o in OPTION_SETUPS) + " |", "|---|---|---:|---:|" + "---:|" * len(OPTION_SETUPS)]
+        option_flags(o) for o in OPTION_SETUPS) + " |", "|---|---|---:|---:|" + "---:|" * len(OPTION_SETUPS)]
     for key in sorted(groups):
         if any(o in groups[key] for o in OPTION_SETUPS):
             cells = [_mean_spread([r["bleu"] for r in groups[key][s]]) if s in groups[key] else "—"
