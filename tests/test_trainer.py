@@ -13,6 +13,7 @@ from tests.conftest import run_cli_commands
 from xling_zoo import config as config_lib
 from xling_zoo import evaluate, trainer
 from xling_zoo import workdir as workdir_lib
+from xling_zoo.data import corpus
 from xling_zoo.errors import UserError
 
 
@@ -38,6 +39,40 @@ def test_run_directory_holds_everything(trained_run):
     for key in ["train_loss", "validation_loss", "validation_bleu", "target_tokens_per_second"]:
         assert key in record
     assert metrics["data"]["train"]["examples"] == 1200
+
+
+def test_the_run_records_what_copying_the_source_scores_and_says_when_it_is_not_beaten(trained_run):
+    config, workdir, metrics = trained_run
+    validation = corpus.read_split(config.corpus, config.pair, "validation")
+    validation = validation[:config.eval.validation_bleu_examples or len(validation)]
+    copy = evaluate.score([e["source"] for e in validation], [e["target"] for e in validation], "de")
+    floor = json.loads((workdir / "metrics.json").read_text())["validation_floor"]
+    assert floor["description"] == "copying the source"
+    assert (floor["validation_bleu"], floor["validation_chrf"]) == (copy["bleu"], copy["chrf"])
+    # Six updates of a 16-unit model translate worse than copying the made-up sentences.
+    best = next(h for h in metrics["history"] if h["step"] == metrics["best_step"])
+    assert best["validation_bleu"] <= copy["bleu"]
+    assert f"({best['validation_bleu']}) is not above copying the source ({copy['bleu']:.2f})" in floor["not_beaten"]
+
+
+class _Validator:
+    floor, floor_description = {"validation_bleu": 20.0, "validation_chrf": 30.0}, "copying the source"
+
+
+class _Model:
+    selection_metrics = {"bleu": "max", "chrf": "max", "loss": "min"}
+
+
+@pytest.mark.parametrize("metric, best, warned", [
+    ("bleu", {"validation_bleu": 20.5, "validation_chrf": 10.0}, False),
+    ("bleu", {"validation_bleu": 20.0, "validation_chrf": 40.0}, True),
+    ("chrf", {"validation_bleu": 10.0, "validation_chrf": 29.9}, True),
+    ("loss", {"validation_bleu": 1.0, "validation_loss": 9.0}, False),  # A loss has no floor to beat.
+])
+def test_the_floor_warning_follows_the_selection_metric(metric, best, warned):
+    report = trainer._floor_report(_Validator(), best, metric, _Model())
+    assert report["validation_bleu"] == 20.0 and ("not_beaten" in report) == warned
+    assert trainer._floor_report(object(), best, metric, _Model()) == {}  # A validator without a floor.
 
 
 def test_rerun_resumes_from_the_latest_checkpoint(trained_run):

@@ -381,6 +381,24 @@ def selection_score(evaluation, metric, model):
     return value if model.selection_metrics[metric] == "max" else -value
 
 
+def _floor_report(evaluator, best, metric, model):
+    """The validator's floor (what a trivial system scores, e.g. copying the source) and, when the
+    best checkpoint's selection figure does not beat it, a sentence saying so ("not_beaten")."""
+    floor = dict(getattr(evaluator, "floor", None) or {})
+    if not floor:
+        return {}
+    report = {"description": evaluator.floor_description, **{k: round(v, 4) for k, v in floor.items()}}
+    key = f"validation_{metric}"
+    if key in floor and key in best and model.selection_metrics[metric] == "max" and best[key] <= floor[key]:
+        name = _METRIC_NAMES.get(metric, metric)
+        report["not_beaten"] = (
+            f"the best checkpoint's validation {name} ({best[key]}) is not above {evaluator.floor_description} "
+            f"({floor[key]:.2f}) on the same sentences: this model is no more useful than its input yet. "
+            "Train longer, on more pairs, or (for a transfer child) from a parent that knows languages "
+            "related to the child's (README: transfer)")
+    return report
+
+
 def _patience_reached(train_config, evaluations_since_best, steps_since_best):
     """'N evaluations' / 'N updates' when early stopping's patience has run out, else None."""
     if train_config.early_stopping_patience_steps:
@@ -528,7 +546,12 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
     print(f"Stopped at step {step}: {stop_reason}. Best checkpoint: step {best_step} by validation "
           f"{_METRIC_NAMES.get(metric, metric)} (" +
           ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in best.items() if k.startswith("validation_")) + ").")
+    floor = _floor_report(evaluator, best, metric, model)
+    if floor.get("not_beaten"):
+        print(f"Warning: {floor['not_beaten']}", file=sys.stderr)
     if chief:
+        if floor:
+            workdir_lib.update_metrics(workdir, {"validation_floor": floor})
         return workdir_lib.read_json(workdir_lib.join(workdir, workdir_lib.METRICS_FILE), {})
     return {"history": history, "best_validation_bleu": best_bleu, "stop_reason": stop_reason, "step": step,
             "best_step": best_step, "selection_metric": metric}

@@ -118,7 +118,10 @@ class Task(keras.Model):
     def make_validator(self, strategy, dataset_fn, config, tokenizers, validation_examples, pair):
         """A callable () -> {"validation_<name>": float} that the trainer runs at every evaluation
         (``dataset_fn(input_context)``: the validation batches; ``validation_examples``: the split as
-        dicts of text). It reports at least every name of ``selection_metrics``."""
+        dicts of text). It reports at least every name of ``selection_metrics``. It may have
+        ``floor`` ({"validation_<name>": float}: what a trivial system scores on the same examples,
+        e.g. copying the source) and ``floor_description``; the trainer records them and warns when
+        the best checkpoint does not beat them."""
         raise NotImplementedError
 
     def evaluate(self, run, split, max_examples=0, **options):
