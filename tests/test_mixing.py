@@ -285,3 +285,44 @@ def test_the_default_mixes_in_the_parents_data_where_it_can_be_read(parent_dir, 
         transfer_lib.transfer(moved, tmp_path / "asked", "en-nl", corpus_spec=nl_tsv, mix_parent_data=0.5,
                               overrides=steps)
     assert not (tmp_path / "asked").exists()
+
+
+# === Similar-language regularisation: --mix_related ===
+
+@pytest.fixture(scope="module")
+def multiway_parent(multiway, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("multiway_parent") / "run")
+    trainer.train_and_evaluate(small_config(multiway, pair="en-de"), workdir)
+    return workdir
+
+
+def test_mix_related_adds_the_related_language_on_the_childs_new_side(multiway_parent, multiway, tmp_path):
+    # "af" is a language the parent never saw; "nl" (the same made-up grammar) is its relative.
+    child = transfer_lib.transfer(multiway_parent, tmp_path / "en-af", "en-af", mix_related=["nl"],
+                                  overrides=["train.steps=2", "train.eval_every_steps=2"])
+    report = json.loads((tmp_path / "en-af" / "transfer.json").read_text())
+    assert report["child"]["mix"] == {"pair": "en-de,nl", "corpus": multiway, "ratio": 0.5}
+    assert {"<2af>", "<2de>", "<2nl>"} <= set(Tokenizers.load(str(tmp_path / "en-af" / "tokenizer")).source.pieces())
+    assert child["step"] == 2 and np.isfinite(child["history"][-1]["validation_loss"])
+    # The pass holds all three target languages, the child's own pairs once.
+    config = config_lib.from_json((tmp_path / "en-af" / "config.json").read_text())
+    examples = as_strings(mixing.training_examples(config, 1000, seed=1))
+    counts = collections.Counter(e["target_language"] for e in examples)
+    assert counts["af"] == 1000 and counts["de"] + counts["nl"] == 1000 and counts["de"] and counts["nl"]
+    # X->en: the related language joins the parent's sources.
+    assert str(transfer_lib.related_mix_pair("de-en", "af-en", ["nl"])) == "de,nl-en"
+
+
+@pytest.mark.parametrize("pair, related, options, message", [
+    ("en-af", ["af"], {}, "is the child's own target language"),
+    ("en-af", ["de"], {}, "repeats a target language"),
+    ("en-af", ["n!"], {}, "'n!' is not a language code"),
+    ("nl-af", ["de"], {}, "needs a child that shares one side with the parent"),
+    ("en-af", ["nl"], {"mix_parent_data": 0}, "needs --mix_parent_data above 0"),
+    ("en-af", ["fr"], {}, r"mix.pair=en-de,fr .*fr"),  # The corpus has no French.
+])
+def test_a_bad_mix_related_is_one_clear_error_before_anything_is_written(multiway_parent, tmp_path, pair, related,
+                                                                          options, message):
+    with pytest.raises(UserError, match=message):
+        transfer_lib.transfer(multiway_parent, tmp_path / "child", pair, mix_related=related, **options)
+    assert not (tmp_path / "child").exists()

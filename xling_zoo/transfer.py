@@ -35,7 +35,10 @@ every max(100 updates, one child epoch), no early stopping before 5 such interva
 ``--set=train.KEY=...`` overrides any of it; the values used are in ``transfer.json`` (``child``).
 
 Data: half of each pass is the parent's own training pairs (mixed fine-tuning, ``data/mixing.py``;
-``mix_parent_data``), where the parent's corpus can be read.
+``mix_parent_data``), where the parent's corpus can be read. ``mix_related=("pl",)`` also mixes in
+the parent corpus's pairs of languages related to the child's (similar-language regularisation,
+Neubig & Hu 2018): on the side where the child's language is new, so an en-cs child of an en-de
+parent mixes en-de,pl and a cs-en child of a de-en parent mixes de,pl-en (``related_mix_pair``).
 """
 
 import dataclasses
@@ -560,13 +563,42 @@ def _check_child_workdir(workdir, parent_workdir, settings):
     return previous
 
 
+def related_mix_pair(parent_pair, child_pair, related):
+    """The pair mixed into a child's passes: the parent's, plus the ``related`` languages on the side
+    where the child's language is new to the parent (its targets for en->X, its sources for X->en)."""
+    parent, child = corpus.Pair.parse(str(parent_pair)), corpus.Pair.parse(str(child_pair))
+    related = tuple(dict.fromkeys(language.strip().lower() for language in related))
+    if not related:
+        return parent
+    new_targets = [lang for lang in child.target_languages if lang not in parent.target_languages]
+    new_sources = [lang for lang in child.source_languages if lang not in parent.source_languages]
+    if new_targets and new_sources:
+        raise UserError(f"--mix_related needs a child that shares one side with the parent: --pair={child} has "
+                        f"new languages on both sides of the parent's {parent}")
+    side, own = ("target", child.target_languages) if new_targets else ("source", child.source_languages)
+    for language in related:
+        if language in own:
+            raise UserError(f"--mix_related={language} is the child's own {side} language; name languages "
+                            "related to it")
+    try:
+        if side == "target":
+            return corpus.Pair(parent.source_languages, parent.target_languages + related)
+        return corpus.Pair(parent.source_languages + related, parent.target_languages)
+    except UserError as error:
+        raise UserError(f"--mix_related={','.join(related)} with the parent's pair {parent}: {error}") from None
+
+
 def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_train_examples=None, vocab="auto",
-             freeze=(), transferred_lr_multiplier=1.0, overrides=(), model_name=None, mix_parent_data=None):
+             freeze=(), transferred_lr_multiplier=1.0, overrides=(), model_name=None, mix_parent_data=None,
+             mix_related=()):
     """Fine-tunes the parent run in ``parent`` on ``pair`` into the run directory ``workdir``.
 
     mix_parent_data: mixed fine-tuning: this share of each pass is the parent's own training pairs
     (``mix.*`` of the config, see data/mixing.py); 0 trains on the child's pairs alone; None (the
     default) is CHILD_MIX_PARENT_DATA where the parent's corpus can be read here, else 0.
+    mix_related: languages related to the child's whose pairs of the parent's corpus are mixed in
+    with the parent's (``related_mix_pair``); they need mixing, so with them the parent's corpus must
+    be readable and the ratio above 0.
 
     Everything that can fail on the user's input (parent run, flags, child workdir, model structure)
     is checked before anything is written to ``workdir``. Returns the trainer's metrics.
@@ -580,9 +612,14 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         parent_run = workdir_lib.load_run(parent_dir)
     except UserError as error:
         raise UserError(f"--parent={parent_dir}: {error}") from error
-    mix_by_default = mix_parent_data is None
-    mix_ratio = CHILD_MIX_PARENT_DATA if mix_by_default else mix_parent_data
-    parent_mix = [f"mix.pair={parent_run.config.pair}", f"mix.corpus={parent_run.config.corpus}",
+    mix_related = tuple(mix_related or ())
+    mix_by_default = mix_parent_data is None and not mix_related
+    mix_ratio = CHILD_MIX_PARENT_DATA if mix_parent_data is None else mix_parent_data
+    if mix_related and not mix_ratio:
+        raise UserError(f"--mix_related={','.join(mix_related)} mixes the related languages' pairs into the "
+                        "child's passes: it needs --mix_parent_data above 0")
+    mix_pair = related_mix_pair(parent_run.config.pair, pair, mix_related)
+    parent_mix = [f"mix.pair={mix_pair}", f"mix.corpus={parent_run.config.corpus}",
                   f"mix.ratio={mix_ratio}"] if mix_ratio else []
     config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples,
                                parent_mix + list(overrides), model_name)
@@ -651,7 +688,7 @@ def main(argv):
     transfer(FLAGS.parent, FLAGS.workdir, FLAGS.pair, corpus_spec=FLAGS.corpus, data_dir=FLAGS.data_dir,
              max_train_examples=FLAGS.max_train_examples, vocab=FLAGS.vocab, freeze=FLAGS.freeze,
              transferred_lr_multiplier=FLAGS.transferred_lr_multiplier, overrides=overrides + list(FLAGS.set),
-             model_name=FLAGS.model, mix_parent_data=FLAGS.mix_parent_data)
+             model_name=FLAGS.model, mix_parent_data=FLAGS.mix_parent_data, mix_related=FLAGS.mix_related)
     print(f"Child run directory: {FLAGS.workdir} (see {TRANSFER_FILE})\n"
           f"Next: python -m xling_zoo.evaluate --workdir={FLAGS.workdir}")
 
@@ -679,6 +716,10 @@ if __name__ == "__main__":
                        "Mixed fine-tuning: this share of each pass, in [0, 1), is the parent's own training pairs "
                        f"(with their own language tag); 0 = the child's pairs only. Default: {CHILD_MIX_PARENT_DATA} "
                        "where the parent's corpus can be read, else 0.")
+    flags.DEFINE_list("mix_related", [], "Languages related to the child's (e.g. pl for a Czech child) whose pairs "
+                      "in the parent's corpus are mixed in with the parent's: the parent's pair with these added on "
+                      "the child's new side (en-de,pl for en-cs; de,pl-en for cs-en). Similar-language "
+                      "regularisation; measured in experiments/child_languages.")
     flags.DEFINE_string("model", None, "The child's model type (default: the parent's). Another type takes the "
                         "parent's weights by name where it declares how: an adversarial child of a transformer or "
                         "lstm_seq2seq parent, a transformer or lstm_seq2seq child of an adversarial parent.")

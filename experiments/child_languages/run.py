@@ -108,13 +108,8 @@ def command(setup, language, direction, size, seed, workdir):
         raise app.UsageError(f"--{prefix}_{direction.replace('-', '_')} is needed for {setup} runs")
     if setup not in TRANSFER_SETUPS:
         raise app.UsageError(f"unknown setup {setup!r}: scratch, {', '.join(TRANSFER_SETUPS)}")
-    extra = []
-    if setup == "mixrelated":
-        with open(os.path.join(parent, "config.json")) as f:
-            source, target = json.load(f)["pair"].split("-")
-        related = RELATED[language]
-        extra = [f"--set=mix.pair={source}-{target},{related}" if direction == "en-x"
-                 else f"--set=mix.pair={source},{related}-{target}"]
+    # The first runs of this setup passed the same mix as --set=mix.pair=en-de,pl (de,pl-en for X->en).
+    extra = [f"--mix_related={RELATED[language]}"] if setup == "mixrelated" else []
     return ["-m", "xling_zoo.transfer", f"--parent={parent}", *common, *TRANSFER_SETUPS[setup], *extra]
 
 
@@ -228,7 +223,7 @@ def report():
     def option_flags(setup):
         flags_ = [f for f in TRANSFER_SETUPS[setup] if not f.startswith(f"--mix_parent_data={MIX_RATIO}")]
         if setup == "mixrelated":
-            flags_.append("--set=mix.pair=PARENT'S PAIR,RELATED")
+            flags_.append("--mix_related=RELATED")
         return "+ " + " ".join(flags_)
 
     options = ["| model | pair | pairs | plain command (mixed 0.5) | " + " | ".join(
