@@ -168,8 +168,8 @@ def test_a_child_the_parent_vocabulary_spells_as_bytes_is_refused_with_what_to_d
     config.corpus = greek
     shares = transfer_lib.parent_vocabulary_shares(parent, config, Pair.parse("en-el"))
     assert shares["source"][1] == 0 and shares["target"][1] > 0.5
-    assert transfer_lib.choose_vocab("auto", shares) == "child"
-    assert transfer_lib.choose_vocab("child", shares) == "child"
+    assert transfer_lib.choose_vocab("auto", shares, 200) == "child"
+    assert transfer_lib.choose_vocab("child", shares, 200) == "child"
 
 
 def test_extend_adds_pieces_for_the_letters_the_parent_lacks_and_keeps_every_parent_piece(parent_dir, tmp_path):
@@ -200,15 +200,39 @@ def test_extend_adds_pieces_for_the_letters_the_parent_lacks_and_keeps_every_par
     assert remapped["new_initialised_from"]["pieces"] == len(added)  # Each from the bytes the parent spelled it with.
 
 
-def test_auto_keeps_the_parent_vocabulary_unless_it_cannot_carry_the_child():
+def test_auto_keeps_the_parent_vocabulary_for_a_small_child_it_can_carry():
     clean = {"source": ("en", 0.0, 1000), "target": ("sv", 0.001, 1000)}
     czech = {"source": ("en", 0.0, 1000), "target": ("cs", 0.22, 1000)}
     greek = {"source": ("en", 0.0, 1000), "target": ("el", 0.89, 1000)}
-    assert transfer_lib.choose_vocab("auto", clean) == "parent" == transfer_lib.choose_vocab("parent", clean)
-    assert transfer_lib.choose_vocab("auto", czech) == "parent" == transfer_lib.choose_vocab("parent", czech)
-    assert transfer_lib.choose_vocab("auto", greek) == "child" == transfer_lib.choose_vocab("child", greek)
+    for pairs in (1000, transfer_lib.CHILD_VOCAB_MIN_PAIRS - 1):
+        assert transfer_lib.choose_vocab("auto", clean, pairs) == "parent" == transfer_lib.choose_vocab("parent", clean, pairs)
+        assert transfer_lib.choose_vocab("auto", czech, pairs) == "parent" == transfer_lib.choose_vocab("parent", czech, pairs)
+        assert transfer_lib.choose_vocab("auto", greek, pairs) == "child" == transfer_lib.choose_vocab("child", greek, pairs)
+    # From 2,000 pairs on the child has the data for its own vocabulary; asked for, the parent's stays.
+    for shares in (clean, czech, greek):
+        assert transfer_lib.choose_vocab("auto", shares, transfer_lib.CHILD_VOCAB_MIN_PAIRS) == "child"
+    assert transfer_lib.choose_vocab("parent", czech, 5000) == "parent"
     with pytest.raises(UserError, match="cannot carry el"):
-        transfer_lib.choose_vocab("parent", greek)
+        transfer_lib.choose_vocab("parent", greek, 5000)
+
+
+def test_the_plain_command_trains_the_childs_vocabulary_once_it_has_the_pairs_for_one(parent_dir, nl_tsv, tmp_path,
+                                                                                      monkeypatch, capsys):
+    steps = ["train.steps=1", "train.eval_every_steps=1"]
+    transfer_lib.transfer(parent_dir, tmp_path / "small", "en-nl", corpus_spec=nl_tsv, max_train_examples=400,
+                          mix_parent_data=0, overrides=steps)
+    small = json.loads((tmp_path / "small" / "transfer.json").read_text())
+    assert small["vocab"] == "parent" and small["child"]["train_pairs"] == 400
+    monkeypatch.setattr(transfer_lib, "CHILD_VOCAB_MIN_PAIRS", 500)  # nl_tsv holds 600 training pairs.
+    transfer_lib.transfer(parent_dir, tmp_path / "large", "en-nl", corpus_spec=nl_tsv, mix_parent_data=0,
+                          overrides=steps)
+    large = json.loads((tmp_path / "large" / "transfer.json").read_text())
+    assert large["vocab"] == "child" and large["child"]["vocab_requested"] == "auto"
+    assert large["child"]["train_pairs"] == 600
+    assert "with --vocab=child (auto: 600 training pairs, from 500 on the child's own vocabulary" in capsys.readouterr().out
+    # A vocabulary of its own: trained on the child's pairs, not the parent's pieces.
+    assert Tokenizers.load(str(tmp_path / "large" / "tokenizer")).source.pieces() != \
+        Tokenizers.load(str(tmp_path / "small" / "tokenizer")).source.pieces()
 
 
 # === Mixed fine-tuning end to end ===
