@@ -278,7 +278,7 @@ def _in_split(split, key_language):
     return predicate
 
 
-def _part_dataset(part, split):
+def _part_dataset(part, split, autocache=True):
     if split in part.carved_splits or (split == "train" and part.carved_splits):
         source_split, keep = "train", _in_split(split, hash_split.key_language(part.source_language,
                                                                               part.target_language))
@@ -287,8 +287,10 @@ def _part_dataset(part, split):
     else:
         return _empty_examples()
     # One file at a time: the stored order (hash order for train) is kept across shards.
+    # autocache=False where only the start of the split is read (max_train_examples): TFDS would cache
+    # a small split in memory, discard the half-filled cache at every pass and warn each time.
     dataset = part.builder.as_dataset(split=source_split, shuffle_files=False,
-                                      read_config=tfds.ReadConfig(interleave_cycle_length=1))
+                                      read_config=tfds.ReadConfig(interleave_cycle_length=1, try_autocache=autocache))
     if keep is not None:
         dataset = dataset.filter(keep)
     source, target, language = part.source_language, part.target_language, tf.constant(part.source_language)
@@ -322,19 +324,23 @@ def load_split(corpus, pair, split, *, data_dir=None, max_train_examples=0, skip
     pair = _as_pair(pair)
     _check_split(split)
     _check_max_train_examples(max_train_examples)
-    if pair.is_multi_target:
-        _check_multi_target(corpus, pair)
-        # Round-robin over the targets, each example carrying its target language (for its tag).
-        dataset = _interleave([
-            load_split(corpus, single, split, data_dir=data_dir, skip_bad_lines=skip_bad_lines, wheels_dir=wheels_dir)
-            .map(lambda example, language=single.target_language: {**example, "target_language": tf.constant(language)})
-            for single in pair.single_target_pairs()])
-    else:
-        parts = _parts(corpus, pair, _data_dir(data_dir), skip_bad_lines, wheels_dir)
-        dataset = _interleave([_part_dataset(part, split) for part in parts])
+    whole = not (split == "train" and max_train_examples)
+    dataset = _pair_dataset(corpus, pair, split, data_dir, skip_bad_lines, wheels_dir, autocache=whole)
     if split == "train" and max_train_examples:
         dataset = dataset.take(max_train_examples)
     return dataset
+
+
+def _pair_dataset(corpus, pair, split, data_dir, skip_bad_lines, wheels_dir, autocache):
+    if pair.is_multi_target:
+        _check_multi_target(corpus, pair)
+        # Round-robin over the targets, each example carrying its target language (for its tag).
+        return _interleave([
+            _pair_dataset(corpus, single, split, data_dir, skip_bad_lines, wheels_dir, autocache)
+            .map(lambda example, language=single.target_language: {**example, "target_language": tf.constant(language)})
+            for single in pair.single_target_pairs()])
+    parts = _parts(corpus, pair, _data_dir(data_dir), skip_bad_lines, wheels_dir)
+    return _interleave([_part_dataset(part, split, autocache=autocache) for part in parts])
 
 
 def read_split(corpus, pair, split, *, data_dir=None, max_train_examples=0, skip_bad_lines=False,
