@@ -81,9 +81,16 @@ TRANSFER_SETUPS = {
     "vocabchild": ["--vocab=child"],
     # The plain command with the parent's vocabulary extended by pieces for the letters it lacks.
     "vocabextend": ["--vocab=extend"],
+    # The parent's vocabulary where the plain command (--vocab=auto) trains the child's (from
+    # CHILD_VOCAB_MIN_PAIRS pairs on).
+    "vocabparent": [f"--mix_parent_data={MIX_RATIO}", "--vocab=parent"],
+    "transfervocabparent": ["--mix_parent_data=0", "--vocab=parent"],
 }
-OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf", "vocabchild", "vocabextend", "dropout3", "maxlen256",
-                 "mix75", "mixrelated"]
+OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf", "vocabchild", "vocabextend", "vocabparent",
+                 "transfervocabparent", "dropout3", "maxlen256", "mix75", "mixrelated"]
+# From this many child pairs on, the plain command trains the child's vocabulary
+# (xling_zoo.transfer.CHILD_VOCAB_MIN_PAIRS; not imported: that loads TensorFlow).
+CHILD_VOCAB_MIN_PAIRS = 2000
 SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)",
                 "multi": "plain, multilingual parent"}
 
@@ -145,9 +152,19 @@ def gather():
             continue
         config = json.loads((workdir / "config.json").read_text())
         transfer = workdir / "transfer.json"
-        setup = workdir.name.rsplit("-", 2)[1]
+        setup = as_run = workdir.name.rsplit("-", 2)[1]
+        vocab = json.loads(transfer.read_text())["vocab"] if transfer.exists() else None
+        # Each run counts as what it computed under today's plain command: with CHILD_VOCAB_MIN_PAIRS
+        # pairs or more that trains the child's vocabulary (so a --vocab=child run is the plain command,
+        # and a plain run made before, with the parent's vocabulary, is the --vocab=parent option).
+        if config["max_train_examples"] >= CHILD_VOCAB_MIN_PAIRS and vocab == "parent":
+            setup = {"mix": "vocabparent", "transfer": "transfervocabparent"}.get(setup, setup)
+        elif config["max_train_examples"] >= CHILD_VOCAB_MIN_PAIRS and setup == "vocabchild" and \
+                config.get("mix", {}).get("ratio") == MIX_RATIO:
+            setup = "mix"
         rows.append({
             "run": workdir.name, "model": config["model_name"], "pair": config["pair"], "setup": setup,
+            "setup_as_run": as_run, "vocab": vocab,
             "size": config["max_train_examples"], "seed": config["train"]["seed"],
             "command": (workdir / "command.txt").read_text().strip() if (workdir / "command.txt").exists() else None,
             "bleu": metrics["bleu"], "chrf": metrics["chrf"], "copy_bleu": metrics["copy_source"]["bleu"],
