@@ -216,6 +216,34 @@ def test_translate_cli(translate_cli):
     assert "warning: line 2 has" in cut.stderr and "at most 48 (data.max_length)" in cut.stderr
 
 
+@pytest.fixture(scope="module")
+def evaluate_cli(trained_run, tmp_path_factory):
+    """The evaluate command lines of the test below, one Python for all: name -> CompletedProcess."""
+    _, workdir, _ = trained_run
+    directory = tmp_path_factory.mktemp("evaluate_cli")
+    commands = {
+        "validation": ([f"--workdir={workdir}", "--split=validation", "--max_examples=12"], ""),
+        "bad_split": ([f"--workdir={workdir}", "--split=dev"], ""),
+        "missing_run": ([f"--workdir={directory / 'nothing'}"], ""),
+    }
+    return dict(zip(commands, run_cli_commands("evaluate", list(commands.values()), directory / "results.json")))
+
+
+def test_evaluate_cli(trained_run, evaluate_cli):
+    _, workdir, _ = trained_run
+    done = evaluate_cli["validation"]
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout[done.stdout.index("{"):])
+    assert summary["split"] == "validation" and summary["examples"] == 12
+    assert json.loads((workdir / "metrics_validation.json").read_text())["bleu"] == summary["bleu"]
+    # Six updates of a 16-unit model: below copying the made-up sources, and the command says so.
+    assert summary["bleu"] <= summary["copy_source"]["bleu"]
+    assert f"Warning: BLEU {summary['bleu']} is not above copying the source" in done.stderr
+    for name, message in (("bad_split", "--split='dev' is not one of"), ("missing_run", "nothing")):
+        assert evaluate_cli[name].returncode != 0 and message in evaluate_cli[name].stderr
+        assert "Traceback" not in evaluate_cli[name].stderr
+
+
 BAD_TRAIN_INPUT = [
     (["--model=nope"], "unknown model 'nope'; registered models: "),
     (["--set=train.stepz=1"], "unknown key 'train.stepz'"),

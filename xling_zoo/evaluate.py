@@ -7,6 +7,7 @@ BLEU, chrF and TER, with their signatures, against a copy-the-source floor.
 """
 
 import json
+import sys
 import time
 
 import sacrebleu
@@ -122,6 +123,9 @@ def main(argv):
                            max_examples=FLAGS.max_examples, pair=FLAGS.pair, jit_compile=FLAGS.jit_compile)
     summary = {k: metrics[k] for k in ("split", "pair", "examples", "bleu", "chrf", "ter", "copy_source")}
     print(json.dumps(summary, indent=2))
+    if metrics["bleu"] <= metrics["copy_source"]["bleu"]:
+        print(f"Warning: BLEU {metrics['bleu']} is not above copying the source ({metrics['copy_source']['bleu']}): "
+              "these translations are no more useful than their input", file=sys.stderr)
 
 
 if __name__ == "__main__":
