@@ -136,12 +136,17 @@ def run_transfer_cli(*flags):
                           timeout=600)
 
 
-def test_the_transfer_command_refuses_a_mix_ratio_outside_0_1_before_writing(parent_dir, nl_tsv, tmp_path):
+def test_the_transfer_command_refuses_a_bad_mix_before_writing(parent_dir, nl_tsv, tmp_path):
     child = tmp_path / "child"
     result = run_transfer_cli(f"--parent={parent_dir}", "--pair=en-nl", f"--corpus={nl_tsv}", f"--workdir={child}",
                               "--mix_parent_data=1.5")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "mix.ratio=1.5 must be in [0, 1)" in result.stderr.splitlines()[-1]
+    assert not child.exists()
+    result = run_transfer_cli(f"--parent={parent_dir}", "--pair=en-nl", f"--corpus={nl_tsv}", f"--workdir={child}",
+                              "--mix_related=fr,nl")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--mix_related=nl is the child's own target language" in result.stderr.splitlines()[-1]
     assert not child.exists()
 
 
