@@ -601,6 +601,9 @@ def related_mix_pair(parent_pair, child_pair, related):
     if new_targets and new_sources:
         raise UserError(f"--mix_related needs a child that shares one side with the parent: --pair={child} has "
                         f"new languages on both sides of the parent's {parent}")
+    if not new_targets and not new_sources:
+        raise UserError(f"--mix_related is for a child language the parent lacks: --pair={child} has none "
+                        f"beside the parent's {parent}")
     side, own = ("target", child.target_languages) if new_targets else ("source", child.source_languages)
     for language in related:
         if language in own:
