@@ -2,10 +2,12 @@
 
 import collections
 import json
+import pathlib
 import shutil
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from tests.conftest import make_pairs, shrink, write_tsv
 from xling_zoo import config as config_lib
 from xling_zoo import trainer
 from xling_zoo import transfer as transfer_lib
-from xling_zoo.data import mixing, pipeline
+from xling_zoo.data import mixing, pipeline, related_languages
 from xling_zoo.data.corpus import Pair
 from xling_zoo.data.tokenizer import Tokenizers, small_corpus_vocab_size
 from xling_zoo.errors import UserError
@@ -356,3 +358,82 @@ def test_a_bad_mix_related_is_one_clear_error_before_anything_is_written(multiwa
     with pytest.raises(UserError, match=message):
         transfer_lib.transfer(multiway_parent, tmp_path / "child", pair, mix_related=related, **options)
     assert not (tmp_path / "child").exists()
+
+
+# === --mix_related=auto (the default): the child's closest relative ===
+
+def test_closest_relatives_come_from_the_table_and_a_variant_from_its_base_language():
+    assert related_languages.closest_relatives("cs") == ("sk", "pl")
+    assert related_languages.closest_relatives("pt_br") == ("pt", "gl", "es")
+    assert related_languages.closest_relatives("sr_latn") == ("sr", "hr", "bs", "sl")
+    assert related_languages.closest_relatives("zh_hans") == ("zh_hant", "zh_hk")
+    assert related_languages.closest_relatives("xx") == () and related_languages.closest_relatives("xx_yy") == ("xx",)
+    # Every entry names other languages, each once.
+    for language, relatives in related_languages.RELATED.items():
+        assert language not in relatives and len(set(relatives)) == len(relatives), language
+
+
+def test_the_plain_command_mixes_in_the_childs_closest_relative(multiway_parent, multiway, tmp_path, monkeypatch,
+                                                                capsys):
+    monkeypatch.setattr(transfer_lib, "RELATED_MIN_PAIRS", 100)
+    steps = ["train.steps=1", "train.eval_every_steps=1"]
+    transfer_lib.transfer(multiway_parent, tmp_path / "en-af", "en-af", overrides=steps)
+    child = json.loads((tmp_path / "en-af" / "transfer.json").read_text())["child"]
+    assert child["mix"] == {"pair": "en-de,nl", "corpus": multiway, "ratio": 0.5}
+    assert child["mix_related"] == ["nl"]
+    assert "nl: the closest relatives of af with 100+ training pairs" in child["mix_related_note"]
+    assert "mixed fine-tuning: 50% of each pass is en-de,nl" in capsys.readouterr().out
+    # X->en: the relative joins the parent's sources; with too few of its pairs there is none.
+    config = ml_collections.ConfigDict({"pair": "de-en", "corpus": multiway, "data_dir": ""})
+    assert transfer_lib.auto_related(config, "af-en")[0] == ("nl",)
+    monkeypatch.setattr(transfer_lib, "RELATED_MIN_PAIRS", 10 ** 6)
+    related, note = transfer_lib.auto_related(config, "af-en")
+    assert related == () and "nl (" in note and "nl-en training pairs, under 1000000" in note
+
+
+@pytest.mark.parametrize("parent_pair, child_pair, reason", [
+    ("en-de,nl", "en-af", "nl (in the pairs already)"),  # Its one relative is the parent's already.
+    ("en-de", "en-fr", "no language related to fr is known"),
+    ("en-nl", "en-de", "lb (not in "),  # de: lb (not in the corpus), then nl (the parent's).
+    ("en-de", "nl-af", "new languages on both sides"),
+    ("en-de", "en-de", "no language the parent's en-de lacks"),
+])
+def test_auto_mixes_no_relative_where_there_is_none_and_says_why(multiway, parent_pair, child_pair, reason,
+                                                                 monkeypatch):
+    monkeypatch.setattr(related_languages, "RELATED", {**related_languages.RELATED, "fr": ()})
+    config = ml_collections.ConfigDict({"pair": parent_pair, "corpus": multiway, "data_dir": ""})
+    related, note = transfer_lib.auto_related(config, child_pair)
+    assert related == () and reason in note
+
+
+def test_auto_drops_a_relative_that_cannot_be_mixed_and_keeps_the_parents_data(multiway_parent, multiway, tmp_path,
+                                                                             monkeypatch, capsys):
+    monkeypatch.setattr(transfer_lib, "RELATED_MIN_PAIRS", 100)
+    check_mix = mixing.check_mix
+
+    def refuse_nl(config, model_class):
+        if "nl" in config.mix.pair:
+            raise UserError(f"mix.pair={config.mix.pair}: refused here")
+        check_mix(config, model_class)
+
+    monkeypatch.setattr(mixing, "check_mix", refuse_nl)
+    steps = ["train.steps=1", "train.eval_every_steps=1"]
+    transfer_lib.transfer(multiway_parent, tmp_path / "child", "en-af", overrides=steps)
+    child = json.loads((tmp_path / "child" / "transfer.json").read_text())["child"]
+    assert child["mix"]["pair"] == "en-de" and child["mix_related"] == []
+    assert "Not mixing in nl: mix.pair=en-de,nl: refused here" in capsys.readouterr().out
+    # --mix_related=none: the parent's pair alone, without looking for a relative.
+    transfer_lib.transfer(multiway_parent, tmp_path / "none", "en-af", mix_related=["none"], overrides=steps)
+    child = json.loads((tmp_path / "none" / "transfer.json").read_text())["child"]
+    assert child["mix"]["pair"] == "en-de" and child["mix_related"] == [] and child["mix_related_note"] is None
+
+
+def test_auto_with_languages_is_refused_and_a_tsv_parent_corpus_has_no_relatives(multiway_parent, parent_dir,
+                                                                                 nl_tsv, tmp_path):
+    with pytest.raises(UserError, match="--mix_related=auto,nl: auto picks the related language itself"):
+        transfer_lib.transfer(multiway_parent, tmp_path / "child", "en-af", mix_related=["auto", "nl"])
+    assert not (tmp_path / "child").exists()
+    # A tsv file holds one pair, whatever languages it is asked for: nothing is looked up there.
+    config = config_lib.from_json((pathlib.Path(parent_dir) / "config.json").read_text())
+    related, note = transfer_lib.auto_related(config, "en-nl")
+    assert related == () and "holds one pair" in note

@@ -156,8 +156,10 @@ def test_a_new_source_language_transfers_from_a_parent_into_english(multiway, tm
                           overrides=["train.steps=2", "train.eval_every_steps=2", "train.warmup_steps=1"])
     report = json.loads((child_dir / "transfer.json").read_text())
     assert report["parent_pair"] == "de-en" and report["child"]["pair"] == "af-en"
-    # The target side is the parent's: English keeps its tag; the only new piece is the new language's
-    # tag (every language of a pair has one, as in train).
-    assert report["vocabularies"]["joint"]["new_pieces"] == ["<2af>"]
+    # The target side is the parent's: English keeps its tag; the only new pieces are the tags of the
+    # new language and of nl, its relative mixed in by default (--mix_related=auto; every language
+    # of a pair has a tag, as in train).
+    assert report["child"]["mix"]["pair"] == "de,nl-en" and report["child"]["mix_related"] == ["nl"]
+    assert sorted(report["vocabularies"]["joint"]["new_pieces"]) == ["<2af>", "<2nl>"]
     metrics = evaluate.evaluate_run(str(child_dir), max_examples=10)
     assert metrics["pair"] == "af-en" and metrics["examples"] == 10

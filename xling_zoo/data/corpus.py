@@ -312,19 +312,21 @@ def _check_max_train_examples(max_train_examples):
 
 
 def load_split(corpus, pair, split, *, data_dir=None, max_train_examples=0, skip_bad_lines=False,
-               wheels_dir=None):
+               wheels_dir=None, read_whole=True):
     """A split as a tf.data.Dataset of {"source", "target", "source_language"} tf.string scalars, and
     "target_language" for a multi-target pair (its targets' splits interleaved round-robin).
 
     The order is deterministic; for train it is the hash order, so ``max_train_examples=N`` keeps a
     fixed subsample and the first 1k are inside the first 2k. Prepares the corpus on first use.
     ``skip_bad_lines`` skips (and counts) malformed lines of tsv: and text: files instead of failing
-    on the first; the other corpora have no lines to skip and ignore it.
+    on the first; the other corpora have no lines to skip and ignore it. ``read_whole=False`` says
+    each pass reads only part of the split (a mixed-in pair): TFDS then does not cache it in memory,
+    a cache it would drop, with a warning, at every pass.
     """
     pair = _as_pair(pair)
     _check_split(split)
     _check_max_train_examples(max_train_examples)
-    whole = not (split == "train" and max_train_examples)
+    whole = read_whole and not (split == "train" and max_train_examples)
     dataset = _pair_dataset(corpus, pair, split, data_dir, skip_bad_lines, wheels_dir, autocache=whole)
     if split == "train" and max_train_examples:
         dataset = dataset.take(max_train_examples)

@@ -62,10 +62,15 @@ def _with_target(examples, pair):
 
 
 def _load_train(config, pair, corpus_spec, own):
+    # A pass reads the shuffle buffer's worth of the mixed-in split: all of one pair of the built-in
+    # corpus (at most 18k pairs), but only part of several pairs' (en-de,sk,pl: 45k), whose in-memory
+    # cache TFDS would fill and drop, with a warning, at every pass.
+    parsed = corpus.Pair.parse(str(pair))
+    several = not own and (parsed.is_multi_source or parsed.is_multi_target)
     try:
         return corpus.load_split(corpus_spec, pair, "train", data_dir=config.data_dir or None,
                                  max_train_examples=config.max_train_examples if own else 0,
-                                 skip_bad_lines=config.skip_bad_lines)
+                                 skip_bad_lines=config.skip_bad_lines, read_whole=not several)
     except UserError as error:
         if own:
             raise
