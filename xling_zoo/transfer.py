@@ -676,8 +676,8 @@ def auto_related(parent_config, child_pair, data_dir=None):
             examples = corpus.load_split(parent_config.corpus, pair, "train", data_dir=data_dir or None,
                                          max_train_examples=RELATED_MIN_PAIRS)
             count = int(examples.reduce(np.int64(0), lambda count, _: count + 1))
-        except UserError:
-            passed.append(f"{relative} (not in {parent_config.corpus})")
+        except UserError as error:
+            passed.append(f"{relative} (not in {parent_config.corpus}: {str(error).splitlines()[0]})")
             continue
         if count < RELATED_MIN_PAIRS:
             passed.append(f"{relative} ({count} {pair} training pairs, under {RELATED_MIN_PAIRS})")

@@ -13,10 +13,13 @@ setting of Zoph et al. 2016). Every run is a user's plain command, nothing tuned
   scratch   python -m xling_zoo.train --model=MODEL --pair=P --max_train_examples=N --seed=S --workdir=W
   transfer  python -m xling_zoo.transfer --parent=PARENT --pair=P --max_train_examples=N --seed=S --workdir=W
             --mix_parent_data=0 (the child's pairs alone: the plain command before mixing became its default)
-  mix       the transfer command with --mix_parent_data=0.5 (mixed fine-tuning, Chu et al. 2017): what the
-            plain transfer command does now
-  multi     the plain transfer command from a multilingual parent (--multilingual_parent_en_x / _x_en,
-            e.g. the default lstm_seq2seq trained with --pair=en-de,nl,pl)
+  mix       the transfer command with --mix_parent_data=0.5 (mixed fine-tuning, Chu et al. 2017): the
+            plain command, which also mixes in the child's closest relatives (--mix_related=auto)
+  mixnone   the same with --mix_related=none: the parent's pair alone (the plain command before auto)
+  mixrelated  the same with --mix_related=RELATED[language]; the report names a run mixed 0.5 by what
+            it mixed in: AUTO_RELATED is "mix", other languages "mixrelated:LANGS", none "mixnone"
+  multi     the transfer command from a multilingual parent (--multilingual_parent_en_x / _x_en, e.g. the
+            default lstm_seq2seq trained with --pair=en-de,nl,pl); the runs so far mixed its pairs alone
   freezeencoder, freezeembeddings, lrhalf, vocabchild, vocabextend: the plain command with one option of
             issue 11 §2 (--freeze=..., --transferred_lr_multiplier=0.5, --vocab=child, --vocab=extend)
 
@@ -70,6 +73,7 @@ TRANSFER_SETUPS = {
     "dropout3": [f"--mix_parent_data={MIX_RATIO}", "--set=model.dropout=0.3"],
     "truncate": [f"--mix_parent_data={MIX_RATIO}", "--set=data.overlength=truncate"],
     "mix75": ["--mix_parent_data=0.75"],
+    "mixnone": [f"--mix_parent_data={MIX_RATIO}", "--mix_related=none"],
     # Similar-language regularisation (Neubig & Hu 2018): the parent's pair and a language related to
     # the child's mixed in (RELATED below).
     "mixrelated": [f"--mix_parent_data={MIX_RATIO}"],
@@ -86,8 +90,10 @@ TRANSFER_SETUPS = {
     "vocabparent": [f"--mix_parent_data={MIX_RATIO}", "--vocab=parent"],
     "transfervocabparent": ["--mix_parent_data=0", "--vocab=parent"],
 }
-OPTION_SETUPS = ["freezeencoder", "freezeembeddings", "lrhalf", "vocabchild", "vocabextend", "vocabparent",
-                 "transfervocabparent", "dropout3", "maxlen256", "mix75", "mixrelated"]
+# The first is the plain command before --mix_related=auto (the parent's pair alone): the options
+# after it, but for the --mix_related ones, were run on top of that.
+OPTION_SETUPS = ["mixnone", "freezeencoder", "freezeembeddings", "lrhalf", "vocabchild", "vocabextend", "vocabparent",
+                 "transfervocabparent", "dropout3", "maxlen256", "mix75"]
 # From this many child pairs on, the plain command trains the child's vocabulary
 # (xling_zoo.transfer.CHILD_VOCAB_MIN_PAIRS; not imported: that loads TensorFlow).
 CHILD_VOCAB_MIN_PAIRS = 2000
@@ -100,7 +106,11 @@ def pair_of(language, direction):
 
 
 # A language of the built-in corpus related to each child (same family), for "mixrelated".
-RELATED = {"cs": "pl", "sv": "da", "fi": "et"}
+RELATED = {"cs": "pl", "sv": "da", "fi": "et"}  # noqa: the first runs: before auto existed
+# What the plain command's --mix_related=auto mixes in from the built-in corpus for each child
+# (xling_zoo.transfer.auto_related; not imported: that loads TensorFlow), sorted: Estonian has 195
+# pairs, under transfer.RELATED_MIN_PAIRS.
+AUTO_RELATED = {"cs": ("pl", "sk"), "sv": ("da", "nb"), "fi": ()}
 
 
 def command(setup, language, direction, size, seed, workdir):
@@ -154,17 +164,25 @@ def gather():
         transfer = workdir / "transfer.json"
         setup = as_run = workdir.name.rsplit("-", 2)[1]
         vocab = json.loads(transfer.read_text())["vocab"] if transfer.exists() else None
-        # Each run counts as what it computed under today's plain command: with CHILD_VOCAB_MIN_PAIRS
-        # pairs or more that trains the child's vocabulary (so a --vocab=child run is the plain command,
-        # and a plain run made before, with the parent's vocabulary, is the --vocab=parent option).
+        related = mixed_related(config, transfer)
+        language = next(lang for lang in config["pair"].replace("-", ",").split(",") if lang != "en")
+        # Each run counts as what it computed under today's plain command. From CHILD_VOCAB_MIN_PAIRS
+        # pairs on that trains the child's vocabulary (so a --vocab=child run is the plain command, and
+        # a plain run made before, with the parent's vocabulary, is the --vocab=parent option).
         if config["max_train_examples"] >= CHILD_VOCAB_MIN_PAIRS and vocab == "parent":
             setup = {"mix": "vocabparent", "transfer": "transfervocabparent"}.get(setup, setup)
         elif config["max_train_examples"] >= CHILD_VOCAB_MIN_PAIRS and setup == "vocabchild" and \
                 config.get("mix", {}).get("ratio") == MIX_RATIO:
             setup = "mix"
+        # And it mixes in what --mix_related=auto picks (AUTO_RELATED): a run mixed 0.5 with no other
+        # option is the plain command where it mixed just that, else --mix_related=LANGS, or =none
+        # (the parent's pair alone: the plain command before).
+        if setup in ("mix", "mixrelated", "mixnone") and config.get("mix", {}).get("ratio") == MIX_RATIO:
+            setup = ("mix" if related == AUTO_RELATED.get(language, ()) else
+                     f"mixrelated:{','.join(related)}" if related else "mixnone")
         rows.append({
             "run": workdir.name, "model": config["model_name"], "pair": config["pair"], "setup": setup,
-            "setup_as_run": as_run, "vocab": vocab,
+            "setup_as_run": as_run, "vocab": vocab, "mix_related": list(related),
             "size": config["max_train_examples"], "seed": config["train"]["seed"],
             "command": (workdir / "command.txt").read_text().strip() if (workdir / "command.txt").exists() else None,
             "bleu": metrics["bleu"], "chrf": metrics["chrf"], "copy_bleu": metrics["copy_source"]["bleu"],
@@ -177,6 +195,16 @@ def gather():
                            if transfer.exists() else None),
         })
     return rows
+
+
+def mixed_related(config, transfer):
+    """The languages a child mixed in beyond its parent's pair (--mix_related), sorted."""
+    mix = config.get("mix", {})
+    if not transfer.exists() or not mix.get("ratio") or not mix.get("pair"):
+        return ()
+    parent = json.loads((pathlib.Path(json.loads(transfer.read_text())["parent"]) / "config.json").read_text())
+    languages = lambda pair: set(pair.replace("-", ",").split(","))  # noqa: E731
+    return tuple(sorted(languages(mix["pair"]) - languages(parent["pair"])))
 
 
 def _mean_spread(values):
@@ -238,22 +266,23 @@ def report():
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {copy[key][0]:.2f} / {copy[key][1]:.2f} | {cell('scratch')} | "
                      f"{cell('transfer')} | {cell('mix')} | {gain} | {over_copy} | {cell('multi')} | {seeds} |")
     def option_flags(setup):
-        flags_ = [f for f in TRANSFER_SETUPS[setup] if not f.startswith(f"--mix_parent_data={MIX_RATIO}")]
-        if setup == "mixrelated":
-            flags_.append("--mix_related=RELATED")
-        return "+ " + " ".join(flags_)
+        if setup.startswith("mixrelated:"):
+            return f"+ --mix_related={setup.split(':', 1)[1]}"
+        return "+ " + " ".join(f for f in TRANSFER_SETUPS[setup] if not f.startswith(f"--mix_parent_data={MIX_RATIO}"))
 
-    options = ["| model | pair | pairs | plain command (mixed 0.5) | " + " | ".join(
-        option_flags(o) for o in OPTION_SETUPS) + " |", "|---|---|---:|---:|" + "---:|" * len(OPTION_SETUPS)]
+    related_setups = sorted({s for setups in groups.values() for s in setups if s.startswith("mixrelated:")})
+    columns = [*OPTION_SETUPS, *related_setups]
+    options = ["| model | pair | pairs | plain command | " + " | ".join(option_flags(o) for o in columns) + " |",
+               "|---|---|---:|---:|" + "---:|" * len(columns)]
     for key in sorted(groups):
-        if any(o in groups[key] for o in OPTION_SETUPS):
+        if any(o in groups[key] for o in columns):
             cells = [_mean_spread([r["bleu"] for r in groups[key][s]]) if s in groups[key] else "—"
-                     for s in ["mix", *OPTION_SETUPS]]
+                     for s in ["mix", *columns]]
             options.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
     if len(options) > 2:
         lines += ["", "Options of §2 on top of the plain command (test BLEU):", "", *options]
-    runs = ["| run | command | updates (best) | stop | test BLEU / chrF |", "|---|---|---:|---|---:|"]
-    runs += [f"| {r['run']} | `{r['command']}` | {r['updates']} ({r['best_step']}) | {r['stop_reason']} | "
+    runs = ["| run | counted as | command | updates (best) | stop | test BLEU / chrF |", "|---|---|---|---:|---|---:|"]
+    runs += [f"| {r['run']} | {r['setup']} | `{r['command']}` | {r['updates']} ({r['best_step']}) | {r['stop_reason']} | "
              f"{r['bleu']:.2f} / {r['chrf']:.2f} |" for r in rows]
     (HERE / "results.md").write_text(
         "Test BLEU / chrF (greedy; mean ±half the range over seeds). Generated by "
