@@ -38,9 +38,9 @@ every max(100 updates, one child epoch), no early stopping before 5 such interva
 Data: half of each pass is the parent's own training pairs (mixed fine-tuning, ``data/mixing.py``;
 ``mix_parent_data``), where the parent's corpus can be read, with the pairs of a language related to
 the child's from the same corpus (similar-language regularisation, Neubig & Hu 2018; ``mix_related``):
-on the side where the child's language is new, so an en-cs child of an en-de parent mixes en-de,sk
-and a cs-en child of a de-en parent mixes de,sk-en (``related_mix_pair``). By default (``auto``) the
-related language is the child's closest relative with enough pairs there (``auto_related``); none
+on the side where the child's language is new, so an en-cs child of an en-de parent mixes en-de,sk,pl
+and a cs-en child of a de-en parent mixes de,sk,pl-en (``related_mix_pair``). By default (``auto``)
+they are the child language's two closest relatives with enough pairs there (``auto_related``); none
 where the table of ``data/related_languages.py`` knows none.
 """
 
@@ -848,10 +848,11 @@ if __name__ == "__main__":
                        "where the parent's corpus can be read, else 0.")
     flags.DEFINE_list("mix_related", ["auto"], "Languages related to the child's (e.g. sk for a Czech child) whose "
                       "pairs in the parent's corpus are mixed in with the parent's: the parent's pair with these "
-                      "added on the child's new side (en-de,sk for en-cs; de,sk-en for cs-en). Similar-language "
-                      "regularisation, measured in experiments/child_languages. auto: the child language's closest "
-                      f"relative (xling_zoo/data/related_languages.py) with {RELATED_MIN_PAIRS}+ training pairs in "
-                      "the parent's corpus, where there is one; none: the parent's pair only.")
+                      "added on the child's new side (en-de,sk,pl for en-cs; de,sk,pl-en for cs-en). "
+                      "Similar-language regularisation, measured in experiments/child_languages. auto: the child "
+                      f"language's {RELATED_MAX} closest relatives (xling_zoo/data/related_languages.py) with "
+                      f"{RELATED_MIN_PAIRS}+ training pairs in the parent's corpus, where there are any; none: the "
+                      "parent's pair only.")
     flags.DEFINE_string("model", None, "The child's model type (default: the parent's). Another type takes the "
                         "parent's weights by name where it declares how: an adversarial child of a transformer or "
                         "lstm_seq2seq parent, a transformer or lstm_seq2seq child of an adversarial parent.")

@@ -97,8 +97,8 @@ OPTION_SETUPS = ["mixnone", "freezeencoder", "freezeembeddings", "lrhalf", "voca
 # From this many child pairs on, the plain command trains the child's vocabulary
 # (xling_zoo.transfer.CHILD_VOCAB_MIN_PAIRS; not imported: that loads TensorFlow).
 CHILD_VOCAB_MIN_PAIRS = 2000
-SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only", "mix": "transfer, plain (mixed 0.5)",
-                "multi": "plain, multilingual parent"}
+SETUP_LABELS = {"scratch": "scratch", "transfer": "transfer, child's pairs only",
+                "mix": "transfer, plain (mixed 0.5, related languages)", "multi": "multilingual parent"}
 
 
 def pair_of(language, direction):
@@ -246,8 +246,8 @@ def report():
         groups[key][row["setup"]].append(row)
         copy[key] = (row["copy_bleu"], row["copy_chrf"])
     lines = ["| model | pair | pairs | copy floor BLEU / chrF | scratch | transfer, child's pairs only | "
-             "**transfer, plain command** (mixed 0.5) | plain − scratch | plain − copy | plain, multilingual parent | "
-             "seeds |",
+             "**transfer, plain command** (mixed 0.5, related languages) | plain − scratch | plain − copy | "
+             "multilingual parent (its pairs mixed alone) | seeds |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key in sorted(groups):
         setups = groups[key]
