@@ -386,6 +386,9 @@ def test_the_plain_command_mixes_in_the_childs_closest_relative(multiway_parent,
     # X->en: the relative joins the parent's sources; with too few of its pairs there is none.
     config = ml_collections.ConfigDict({"pair": "de-en", "corpus": multiway, "data_dir": ""})
     assert transfer_lib.auto_related(config, "af-en")[0] == ("nl",)
+    # A child with pairs enough of its own mixes in none.
+    related, note = transfer_lib.auto_related(config, "af-en", train_pairs=transfer_lib.RELATED_MAX_CHILD_PAIRS)
+    assert related == () and f"the child has {transfer_lib.RELATED_MAX_CHILD_PAIRS} training pairs" in note
     monkeypatch.setattr(transfer_lib, "RELATED_MIN_PAIRS", 10 ** 6)
     related, note = transfer_lib.auto_related(config, "af-en")
     assert related == () and "nl (" in note and "nl-en training pairs, under 1000000" in note

@@ -40,8 +40,8 @@ Data: half of each pass is the parent's own training pairs (mixed fine-tuning, `
 the child's from the same corpus (similar-language regularisation, Neubig & Hu 2018; ``mix_related``):
 on the side where the child's language is new, so an en-cs child of an en-de parent mixes en-de,sk,pl
 and a cs-en child of a de-en parent mixes de,sk,pl-en (``related_mix_pair``). By default (``auto``)
-they are the child language's two closest relatives with enough pairs there (``auto_related``); none
-where the table of ``data/related_languages.py`` knows none.
+they are the child language's two closest relatives with enough pairs there (``auto_related``), for
+a child of fewer than 2,000 pairs; none where the table of ``data/related_languages.py`` knows none.
 """
 
 import dataclasses
@@ -630,9 +630,12 @@ def related_mix_pair(parent_pair, child_pair, related):
 # each: fewer would be a sliver of the mixed pairs (the built-in corpus has 195 en-et pairs beside
 # 18,021 en-de). Measured on the lstm's en-cs child of an en-de parent at 1k pairs
 # (experiments/child_languages, 2 seeds, test BLEU; copying the source 22.12): the parent's pair
-# alone 21.00, with Slovak 20.99, Slovak and Polish 22.51, Polish alone 22.67.
+# alone 21.00, with Slovak 20.99, Slovak and Polish 22.51, Polish alone 22.67. Only for a child of
+# fewer than RELATED_MAX_CHILD_PAIRS pairs: at 1k the two relatives changed test BLEU by -0.4 to
+# +1.5 on 8 model x pair cells (mean +0.8), at 5k by -2.7 to +0.5 on 4 (mean -1.2, one seed each).
 RELATED_MIN_PAIRS = 1000
 RELATED_MAX = 2
+RELATED_MAX_CHILD_PAIRS = 2000
 
 
 def _new_language(parent_pair, child_pair):
@@ -648,11 +651,15 @@ def _new_language(parent_pair, child_pair):
     return ("target", new_targets[0]) if new_targets else ("source", new_sources[0])
 
 
-def auto_related(parent_config, child_pair, data_dir=None):
-    """(languages, note): what --mix_related=auto mixes in, and why. The RELATED_MAX closest
-    relatives of the child's new language (``related_languages.closest_relatives``) that are on
-    neither side of the parent's or the child's pair, and of which the parent's corpus holds
-    RELATED_MIN_PAIRS training pairs with the parent's other side; () where there are none."""
+def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0):
+    """(languages, note): what --mix_related=auto mixes in, and why. For a child of fewer than
+    RELATED_MAX_CHILD_PAIRS ``train_pairs``, the RELATED_MAX closest relatives of its new language
+    (``related_languages.closest_relatives``) that are on neither side of the parent's or the
+    child's pair, and of which the parent's corpus holds RELATED_MIN_PAIRS training pairs with the
+    parent's other side; () where there are none."""
+    if train_pairs >= RELATED_MAX_CHILD_PAIRS:
+        return (), (f"no related language mixed in: the child has {train_pairs} training pairs, and from "
+                    f"{RELATED_MAX_CHILD_PAIRS} on its own do better")
     parent, child = corpus.Pair.parse(str(parent_config.pair)), corpus.Pair.parse(str(child_pair))
     side, language = _new_language(parent, child)
     if side is None:
@@ -727,10 +734,17 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     if mix_related and not related_auto and not mix_ratio:
         raise UserError(f"--mix_related={','.join(mix_related)} mixes the related languages' pairs into the "
                         "child's passes: it needs --mix_parent_data above 0")
+    # The child's own training pairs (max_train_examples applied): --mix_related=auto and
+    # --vocab=auto depend on how many there are.
+    config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
+                               model_name)
+    config_lib.validate(config)
+    train_pairs = _count_train_pairs(config, corpus.Pair.parse(config.pair))
     related_note = None
     if related_auto:
-        mix_related, related_note = (auto_related(parent_run.config, pair, data_dir or parent_run.config.data_dir)
-                                     if mix_ratio else ((), "no related language mixed in: --mix_parent_data=0"))
+        mix_related, related_note = (
+            auto_related(parent_run.config, pair, data_dir or parent_run.config.data_dir, train_pairs)
+            if mix_ratio else ((), "no related language mixed in: --mix_parent_data=0"))
     # The mixes to try, in turn: with the related languages; then, where they were auto's choice or
     # none was asked for, the parent's pair alone. A default that cannot be read falls through to the
     # next (at the end: the child's pairs alone); an asked-for mix's errors are the user's.
@@ -765,7 +779,6 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     config_lib.validate(config)
     child_pair = corpus.Pair.parse(config.pair)
     requested, shares = vocab, {}
-    train_pairs = _count_train_pairs(config, child_pair)
     if vocab != "child":
         shares = parent_vocabulary_shares(parent_run.tokenizers, config, child_pair)
         vocab = choose_vocab(vocab, shares, train_pairs)
@@ -851,8 +864,8 @@ if __name__ == "__main__":
                       "added on the child's new side (en-de,sk,pl for en-cs; de,sk,pl-en for cs-en). "
                       "Similar-language regularisation, measured in experiments/child_languages. auto: the child "
                       f"language's {RELATED_MAX} closest relatives (xling_zoo/data/related_languages.py) with "
-                      f"{RELATED_MIN_PAIRS}+ training pairs in the parent's corpus, where there are any; none: the "
-                      "parent's pair only.")
+                      f"{RELATED_MIN_PAIRS}+ training pairs in the parent's corpus, for a child of fewer than "
+                      f"{RELATED_MAX_CHILD_PAIRS} pairs, where there are any; none: the parent's pair only.")
     flags.DEFINE_string("model", None, "The child's model type (default: the parent's). Another type takes the "
                         "parent's weights by name where it declares how: an adversarial child of a transformer or "
                         "lstm_seq2seq parent, a transformer or lstm_seq2seq child of an adversarial parent.")

@@ -111,6 +111,8 @@ RELATED = {"cs": "pl", "sv": "da", "fi": "et"}  # noqa: the first runs: before a
 # (xling_zoo.transfer.auto_related; not imported: that loads TensorFlow), sorted: Estonian has 195
 # pairs, under transfer.RELATED_MIN_PAIRS.
 AUTO_RELATED = {"cs": ("pl", "sk"), "sv": ("da", "nb"), "fi": ()}
+# ... for a child of fewer pairs than this (transfer.RELATED_MAX_CHILD_PAIRS); none from there on.
+AUTO_RELATED_MAX_PAIRS = 2000
 
 
 def command(setup, language, direction, size, seed, workdir):
@@ -178,7 +180,8 @@ def gather():
         # option is the plain command where it mixed just that, else --mix_related=LANGS, or =none
         # (the parent's pair alone: the plain command before).
         if setup in ("mix", "mixrelated", "mixnone") and config.get("mix", {}).get("ratio") == MIX_RATIO:
-            setup = ("mix" if related == AUTO_RELATED.get(language, ()) else
+            auto = AUTO_RELATED.get(language, ()) if config["max_train_examples"] < AUTO_RELATED_MAX_PAIRS else ()
+            setup = ("mix" if related == auto else
                      f"mixrelated:{','.join(related)}" if related else "mixnone")
         rows.append({
             "run": workdir.name, "model": config["model_name"], "pair": config["pair"], "setup": setup,
