@@ -658,8 +658,8 @@ def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0):
     child's pair, and of which the parent's corpus holds RELATED_MIN_PAIRS training pairs with the
     parent's other side; () where there are none."""
     if train_pairs >= RELATED_MAX_CHILD_PAIRS:
-        return (), (f"no related language mixed in: the child has {train_pairs} training pairs, and from "
-                    f"{RELATED_MAX_CHILD_PAIRS} on its own do better")
+        return (), (f"no related language mixed in: the child has {train_pairs} training pairs; from "
+                    f"{RELATED_MAX_CHILD_PAIRS} on, mixing relatives in did not help (README: transfer)")
     parent, child = corpus.Pair.parse(str(parent_config.pair)), corpus.Pair.parse(str(child_pair))
     side, language = _new_language(parent, child)
     if side is None:
