@@ -424,6 +424,7 @@ def test_auto_drops_a_relative_that_cannot_be_mixed_and_keeps_the_parents_data(m
     transfer_lib.transfer(multiway_parent, tmp_path / "child", "en-af", overrides=steps)
     child = json.loads((tmp_path / "child" / "transfer.json").read_text())["child"]
     assert child["mix"]["pair"] == "en-de" and child["mix_related"] == []
+    assert child["mix_related_note"] == "no related language mixed in: mix.pair=en-de,nl: refused here"
     assert "Not mixing in nl: mix.pair=en-de,nl: refused here" in capsys.readouterr().out
     # --mix_related=none: the parent's pair alone, without looking for a relative.
     transfer_lib.transfer(multiway_parent, tmp_path / "none", "en-af", mix_related=["none"], overrides=steps)
@@ -431,11 +432,41 @@ def test_auto_drops_a_relative_that_cannot_be_mixed_and_keeps_the_parents_data(m
     assert child["mix"]["pair"] == "en-de" and child["mix_related"] == [] and child["mix_related_note"] is None
 
 
-def test_auto_with_languages_is_refused_and_a_tsv_parent_corpus_has_no_relatives(multiway_parent, parent_dir,
-                                                                                 nl_tsv, tmp_path):
-    with pytest.raises(UserError, match="--mix_related=auto,nl: auto picks the related language itself"):
-        transfer_lib.transfer(multiway_parent, tmp_path / "child", "en-af", mix_related=["auto", "nl"])
-    assert not (tmp_path / "child").exists()
+def test_a_child_resumed_keeps_the_languages_it_started_with(multiway_parent, tmp_path, monkeypatch):
+    # A child started without relatives (before auto, or with none) resumes without them: its
+    # tokenizer has no tag for them.
+    monkeypatch.setattr(transfer_lib, "RELATED_MIN_PAIRS", 100)
+    child_dir = tmp_path / "child"
+    transfer_lib.transfer(multiway_parent, child_dir, "en-af", mix_related=["none"],
+                          overrides=["train.steps=1", "train.eval_every_steps=1"])
+    metrics = transfer_lib.transfer(multiway_parent, child_dir, "en-af",
+                                    overrides=["train.steps=2", "train.eval_every_steps=1"])
+    child = json.loads((child_dir / "transfer.json").read_text())["child"]
+    assert metrics["step"] == 2 and child["mix"]["pair"] == "en-de" and child["mix_related"] == []
+
+
+@pytest.mark.parametrize("related, options, message", [
+    (["auto", "nl"], {}, "--mix_related=auto,nl: auto stands alone"),
+    (["none", "nl"], {}, "--mix_related=none,nl: none stands alone"),
+    (["auto"], {"mix_parent_data": 1.5}, r"mix.ratio=1.5 must be in \[0, 1\)"),
+])
+def test_a_bad_mix_flag_is_refused_before_anything_is_written(multiway_parent, tmp_path, related, options,
+                                                                message, capsys):
+    with pytest.raises(UserError, match=message):
+        transfer_lib.transfer(multiway_parent, tmp_path / "child", "en-af", mix_related=related, **options)
+    assert not (tmp_path / "child").exists() and "Not mixing" not in capsys.readouterr().out
+
+
+def test_a_set_mix_override_replaces_autos_choice_and_transfer_json_says_so(multiway_parent, tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer_lib, "RELATED_MIN_PAIRS", 100)
+    transfer_lib.transfer(multiway_parent, tmp_path / "child", "en-af",
+                          overrides=["mix.pair=en-de", "train.steps=1", "train.eval_every_steps=1"])
+    child = json.loads((tmp_path / "child" / "transfer.json").read_text())["child"]
+    assert child["mix"]["pair"] == "en-de" and child["mix_related"] == []
+    assert child["mix_related_note"] == "no related language mixed in: --set=mix.* replaced the mix"
+
+
+def test_a_tsv_parent_corpus_has_no_relatives(parent_dir):
     # A tsv file holds one pair, whatever languages it is asked for: nothing is looked up there.
     config = config_lib.from_json((pathlib.Path(parent_dir) / "config.json").read_text())
     related, note = transfer_lib.auto_related(config, "en-nl")

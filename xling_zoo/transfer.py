@@ -651,7 +651,7 @@ def _new_language(parent_pair, child_pair):
     return ("target", new_targets[0]) if new_targets else ("source", new_sources[0])
 
 
-def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0):
+def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0, skip_bad_lines=False):
     """(languages, note): what --mix_related=auto mixes in, and why. For a child of fewer than
     RELATED_MAX_CHILD_PAIRS ``train_pairs``, the RELATED_MAX closest relatives of its new language
     (``related_languages.closest_relatives``) that are on neither side of the parent's or the
@@ -681,7 +681,7 @@ def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0):
                 else corpus.Pair((relative,), parent.target_languages))
         try:
             examples = corpus.load_split(parent_config.corpus, pair, "train", data_dir=data_dir or None,
-                                         max_train_examples=RELATED_MIN_PAIRS)
+                                         max_train_examples=RELATED_MIN_PAIRS, skip_bad_lines=skip_bad_lines)
             count = int(examples.reduce(np.int64(0), lambda count, _: count + 1))
         except UserError as error:
             passed.append(f"{relative} (not in {parent_config.corpus}: {str(error).splitlines()[0]})")
@@ -722,18 +722,22 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         parent_run = workdir_lib.load_run(parent_dir)
     except UserError as error:
         raise UserError(f"--parent={parent_dir}: {error}") from error
-    mix_related = tuple(language.strip().lower() for language in mix_related or ())
-    related_auto = "auto" in mix_related
-    if related_auto and len(mix_related) > 1:
-        raise UserError(f"--mix_related={','.join(mix_related)}: auto picks the related language itself; give "
-                        "auto alone, or languages")
+    mix_related = tuple(dict.fromkeys(language.strip().lower() for language in mix_related or ()))
+    for word in ("auto", "none"):
+        if word in mix_related and len(mix_related) > 1:
+            raise UserError(f"--mix_related={','.join(mix_related)}: {word} stands alone; give {word}, or languages")
+    related_auto = mix_related == ("auto",)
     if mix_related in (("none",), ("",)):
         mix_related = ()
     mix_by_default = mix_parent_data is None and (related_auto or not mix_related)
     mix_ratio = CHILD_MIX_PARENT_DATA if mix_parent_data is None else mix_parent_data
-    if mix_related and not related_auto and not mix_ratio:
-        raise UserError(f"--mix_related={','.join(mix_related)} mixes the related languages' pairs into the "
-                        "child's passes: it needs --mix_parent_data above 0")
+    if not 0 <= mix_ratio < 1:
+        raise UserError(f"--mix_parent_data={mix_ratio}: mix.ratio={mix_ratio} must be in [0, 1)")
+    if mix_related and not related_auto:
+        if not mix_ratio:
+            raise UserError(f"--mix_related={','.join(mix_related)} mixes the related languages' pairs into the "
+                            "child's passes: it needs --mix_parent_data above 0")
+        related_mix_pair(parent_run.config.pair, pair, mix_related)  # Named languages: checked up front.
     # The child's own training pairs (max_train_examples applied): --mix_related=auto and
     # --vocab=auto depend on how many there are.
     config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
@@ -741,16 +745,29 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     config_lib.validate(config)
     train_pairs = _count_train_pairs(config, corpus.Pair.parse(config.pair))
     related_note = None
-    if related_auto:
+    started = (workdir_lib.read_json(workdir_lib.join(workdir, TRANSFER_FILE)) or {}).get("child") \
+        if tf.io.gfile.exists(workdir_lib.join(workdir, workdir_lib.CONFIG_FILE)) else None
+    if related_auto and started is not None:
+        # Resuming: the child keeps the languages it started with (none for one made before auto),
+        # whatever the table or the corpus offers now: its tokenizer has their tags only.
+        mix_related = tuple(started.get("mix_related") or ())
+        related_note = started.get("mix_related_note")
+    elif related_auto:
         mix_related, related_note = (
-            auto_related(parent_run.config, pair, data_dir or parent_run.config.data_dir, train_pairs)
+            auto_related(parent_run.config, pair, config.data_dir, train_pairs, config.skip_bad_lines)
             if mix_ratio else ((), "no related language mixed in: --mix_parent_data=0"))
     # The mixes to try, in turn: with the related languages; then, where they were auto's choice or
     # none was asked for, the parent's pair alone. A default that cannot be read falls through to the
     # next (at the end: the child's pairs alone); an asked-for mix's errors are the user's.
     candidates = []
     if mix_ratio and mix_related:
-        candidates.append((mix_related, related_mix_pair(parent_run.config.pair, pair, mix_related)))
+        try:
+            candidates.append((mix_related, related_mix_pair(parent_run.config.pair, pair, mix_related)))
+        except UserError as error:
+            if not related_auto:
+                raise
+            related_note = f"no related language mixed in: {error}"
+            print(f"Not mixing in {', '.join(mix_related)}: {error}.")
     if mix_ratio and (related_auto or not mix_related):
         candidates.append(((), corpus.Pair.parse(str(parent_run.config.pair))))
     parent_mix, mix_related = [], ()
@@ -777,6 +794,9 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
                                parent_mix + list(overrides), model_name)
     overrides = parent_mix + list(overrides)
     config_lib.validate(config)
+    if mix_related and not (config.mix.ratio and config.mix.pair == str(related_mix_pair(
+            parent_run.config.pair, pair, mix_related))):
+        mix_related, related_note = (), "no related language mixed in: --set=mix.* replaced the mix"
     child_pair = corpus.Pair.parse(config.pair)
     requested, shares = vocab, {}
     if vocab != "child":

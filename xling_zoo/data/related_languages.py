@@ -16,7 +16,7 @@ RELATED = {
     "bg": ("mk",), "mk": ("bg",),
     # Germanic: North, then West.
     "sv": ("da", "nb", "nn"), "da": ("nb", "sv", "nn"), "nb": ("da", "nn", "sv"), "nn": ("nb", "sv", "da"),
-    "no": ("da", "sv"), "is": ("fo", "nn", "nb"), "fo": ("is", "nn"),
+    "no": ("nb", "nn", "da", "sv"), "is": ("fo", "nn", "nb"), "fo": ("is", "nn"),
     "de": ("lb", "nl"), "lb": ("de",), "nl": ("af", "de"), "af": ("nl",), "fy": ("nl",),
     # Romance.
     "es": ("gl", "pt", "ca", "it"), "pt": ("gl", "es"), "gl": ("pt", "es"), "ca": ("oc", "es", "fr"),
@@ -27,7 +27,7 @@ RELATED = {
     # Indo-Aryan, Iranian, Dravidian.
     "hi": ("ur", "bn"), "ur": ("hi",), "bn": ("as", "hi"), "as": ("bn",),
     "fa": ("tg",), "tg": ("fa",),
-    "ta": ("ml", "kn", "te"), "ml": ("ta",), "kn": ("te", "ta"), "te": ("kn", "ta"),
+    "ta": ("ml", "kn", "te"), "ml": ("ta",), "kn": ("ta", "ml", "te"), "te": ("kn", "ta"),
     # Turkic, Semitic, Malayic, Sinitic scripts.
     "tr": ("az",), "az": ("tr",), "ba": ("tt", "kk"), "tt": ("ba", "kk"), "kk": ("ky", "tt"), "ky": ("kk",),
     "ar": ("mt", "he"), "he": ("ar",), "mt": ("ar",),
