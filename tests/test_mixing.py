@@ -409,6 +409,19 @@ def test_auto_mixes_no_relative_where_there_is_none_and_says_why(multiway, paren
     assert related == () and reason in note
 
 
+def test_autos_note_quotes_only_the_start_of_a_long_corpus_error(multiway, monkeypatch):
+    # The built-in corpus refuses an unknown language by listing its ~80 languages.
+    def refuse(spec, pair, *args, **kwargs):
+        raise UserError(f"language 'lb' is not in the built-in corpus; languages: {', '.join(['xx'] * 80)}\nmore")
+
+    monkeypatch.setattr(transfer_lib.corpus, "load_split", refuse)
+    monkeypatch.setattr(related_languages, "RELATED", {**related_languages.RELATED, "de": ("lb",)})
+    config = ml_collections.ConfigDict({"pair": "en-nl", "corpus": multiway, "data_dir": ""})
+    related, note = transfer_lib.auto_related(config, "en-de")
+    assert related == () and "lb (not in " in note and "language 'lb' is not in the built-in corpus;" in note
+    assert note.count("xx") < 10 and "more" not in note
+
+
 def test_auto_drops_a_relative_that_cannot_be_mixed_and_keeps_the_parents_data(multiway_parent, multiway, tmp_path,
                                                                              monkeypatch, capsys):
     monkeypatch.setattr(transfer_lib, "RELATED_MIN_PAIRS", 100)

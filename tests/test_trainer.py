@@ -13,7 +13,7 @@ from tests.conftest import run_cli_commands
 from xling_zoo import config as config_lib
 from xling_zoo import evaluate, trainer
 from xling_zoo import workdir as workdir_lib
-from xling_zoo.data import corpus
+from xling_zoo.data import corpus, pipeline
 from xling_zoo.errors import UserError
 
 
@@ -53,6 +53,26 @@ def test_the_run_records_what_copying_the_source_scores_and_says_when_it_is_not_
     best = next(h for h in metrics["history"] if h["step"] == metrics["best_step"])
     assert best["validation_bleu"] <= copy["bleu"]
     assert f"({best['validation_bleu']}) is not above copying the source ({copy['bleu']:.2f})" in floor["not_beaten"]
+
+
+def test_validation_traces_its_loss_step_once_whatever_the_batch_shapes(trained_run):
+    config, workdir, _ = trained_run
+    run = workdir_lib.load_run(workdir)
+    pair = run.pair
+    common = dict(target_language=pair.target_languages[0], source_languages=pair.source_languages,
+                  target_languages=pair.target_languages)
+
+    def dataset_fn(input_context=None):
+        examples = corpus.load_split(config.corpus, pair, "validation")
+        return pipeline.make_dataset(examples, run.tokenizers, config.data, training=False, **common)
+
+    shapes = {tuple(batch["encoder_token_ids"].shape) for batch in dataset_fn()}
+    assert len(shapes) >= 3  # Several length buckets, else the test shows nothing.
+    validator = run.model.make_validator(tf.distribute.get_strategy(), dataset_fn, config, run.tokenizers,
+                                         corpus.read_split(config.corpus, pair, "validation"), pair)
+    first, second = validator(), validator()
+    assert validator.loss_step.experimental_get_tracing_count() == 1
+    assert first == second and np.isfinite(first["validation_loss"])
 
 
 class _Validator:

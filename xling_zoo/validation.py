@@ -50,7 +50,9 @@ class TranslationValidator:
         self.floor = {"validation_bleu": copy["bleu"], "validation_chrf": copy["chrf"]}
         self.floor_description = "copying the source"
 
-        @tf.function
+        # Traced once for every batch shape: validation batches come in one shape per length
+        # bucket, and each new shape traced the loss graph again at the first evaluation.
+        @tf.function(input_signature=[self.dataset.element_spec])
         def loss_step(batch):
             def step_fn(batch):
                 batch = never_empty(batch)
