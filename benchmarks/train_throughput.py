@@ -6,8 +6,8 @@ Runs on one pinned core (the lowest the process may use; pick another with ``tas
 one TensorFlow intra-op and one inter-op thread, on the first --max_train_examples pairs of the
 built-in training split, and measures real (non-padding) target tokens per second of:
 
-* ours: ``trainer.make_train_step`` under the default strategy over
-  ``pipeline.make_dataset(..., training=True).repeat()``, the length-bucketed token-budget batches,
+* ours: ``trainer.make_train_step`` under the default strategy over the task's
+  ``build_inputs(..., training=True).repeat()``, the trainer's length-bucketed token-budget batches,
   driven as the trainer's loop drives it (one step, then the logs read back). A window is one
   epoch: an epoch is always the same pairs, so every window holds the same real tokens and FLOPs.
 * the tutorial recipe: the same model class and config, every pair padded to data.max_length on
@@ -54,6 +54,7 @@ from xling_zoo import workdir as workdir_lib  # noqa: E402
 from xling_zoo.data import corpus, pipeline  # noqa: E402
 from xling_zoo.data.tokenizer import PAD_ID, Tokenizers, train_tokenizers  # noqa: E402
 from xling_zoo.errors import UserError  # noqa: E402
+from xling_zoo.registry import get_model  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -225,9 +226,8 @@ def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compil
         optimizer.build(model.trainable_variables)
 
     def dataset_fn(input_context):
-        return pipeline.make_dataset(examples, tokenizers, config.data, target_language=pair.target_language,
-                                     source_languages=pair.source_languages, training=True,
-                                     input_context=input_context, seed=train_config.seed).repeat()
+        return get_model(config.model_name).build_inputs(config, tokenizers, examples, training=True,
+                                                         input_context=input_context).repeat()
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_step = trainer.make_train_step(strategy, model, optimizer, jit_compile)
@@ -351,9 +351,7 @@ def tokenizers_for(config, pair, data_dir):
 def epoch_counts(config, tokenizers, examples, pair):
     """Per-epoch counts of our training batches (the same every epoch: the same pairs land in the
     same buckets), and the CPU seconds the input pipeline alone spends on one epoch."""
-    dataset = pipeline.make_dataset(examples, tokenizers, config.data, target_language=pair.target_language,
-                                    source_languages=pair.source_languages, training=True,
-                                    seed=config.train.seed)
+    dataset = get_model(config.model_name).build_inputs(config, tokenizers, examples, training=True)
     counts = {}
     for batch in dataset.as_numpy_iterator():  # also the warm-up of the timed pass
         add_counts(counts, batch_counts(batch))

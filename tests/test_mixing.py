@@ -15,7 +15,7 @@ from tests.conftest import make_pairs, shrink, write_tsv
 from xling_zoo import config as config_lib
 from xling_zoo import trainer
 from xling_zoo import transfer as transfer_lib
-from xling_zoo.data import mixing, pipeline, related_languages
+from xling_zoo.data import corpus, mixing, pipeline, related_languages
 from xling_zoo.data.corpus import Pair
 from xling_zoo.data.tokenizer import Tokenizers, small_corpus_vocab_size
 from xling_zoo.errors import UserError
@@ -171,9 +171,8 @@ def test_a_child_the_parent_vocabulary_spells_as_bytes_is_refused_with_what_to_d
     assert transfer_lib.byte_piece_share(parent.target, [r[1] for r in rows]) > 0.5
     assert transfer_lib.byte_piece_share(parent.target, [r[0] for r in rows]) == 0
     # The default, --vocab=auto, trains the child's own vocabulary instead.
-    config = config_lib.from_json(open(f"{parent_dir}/config.json").read())
-    config.corpus = greek
-    shares = transfer_lib.parent_vocabulary_shares(parent, config, Pair.parse("en-el"))
+    examples = corpus.read_split(greek, "en-el", "train")
+    shares = transfer_lib.parent_vocabulary_shares(parent, Pair.parse("en-el"), examples)
     assert shares["source"][1] == 0 and shares["target"][1] > 0.5
     assert transfer_lib.choose_vocab("auto", shares, 200) == "child"
     assert transfer_lib.choose_vocab("child", shares, 200) == "child"

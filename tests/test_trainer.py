@@ -1,5 +1,6 @@
 """The training loop end to end on the tiny corpus: train, resume, refuse, evaluate, translate."""
 
+import collections
 import json
 import os
 import subprocess
@@ -73,6 +74,36 @@ def test_validation_traces_its_loss_step_once_whatever_the_batch_shapes(trained_
     first, second = validator(), validator()
     assert validator.loss_step.experimental_get_tracing_count() == 1
     assert first == second and np.isfinite(first["validation_loss"])
+
+
+def count_reads(monkeypatch):
+    """{(pair, split): times read from the corpus} while the test runs."""
+    reads, load_split = collections.Counter(), corpus.load_split
+
+    def counted(spec, pair, split, **kwargs):
+        reads[(str(pair), split)] += 1
+        return load_split(spec, pair, split, **kwargs)
+
+    monkeypatch.setattr(corpus, "load_split", counted)
+    return reads
+
+
+def test_a_run_reads_its_train_and_validation_splits_once(tiny_config, tmp_path, monkeypatch):
+    reads = count_reads(monkeypatch)
+    config = tiny_config("lstm_seq2seq")
+    for assignment in ["train.steps=4", "train.eval_every_steps=2"]:
+        config_lib.apply_override(config, assignment)
+    metrics = trainer.train_and_evaluate(config, tmp_path / "run")
+    assert len(metrics["history"]) == 2  # Two validations, two passes and more over the train split.
+    assert reads == {("en-de", "train"): 1, ("en-de", "validation"): 1}
+
+
+@pytest.mark.parametrize("pair", ["en-de", "en-de,nl"])
+def test_a_split_read_into_memory_is_the_corpus_split_in_its_order(multiway, pair):
+    loaded = list(corpus.load_split(multiway, pair, "train").as_numpy_iterator())
+    in_memory = list(trainer.in_memory(corpus.read_split(multiway, pair, "train")).as_numpy_iterator())
+    assert len(loaded) > 100 and in_memory == loaded
+    assert list(trainer.in_memory([]).as_numpy_iterator()) == []
 
 
 class _Validator:

@@ -204,6 +204,18 @@ def test_child_vocabulary_trains_resumes_and_is_a_normal_run(parent_dir, nl_tsv,
         transfer_lib.transfer(parent_dir, workdir, "en-nl", corpus_spec=nl_tsv, vocab="parent")
 
 
+def test_a_child_reads_its_train_and_validation_splits_once(parent_dir, nl_tsv, tmp_path, monkeypatch):
+    from tests.test_trainer import count_reads
+
+    reads = count_reads(monkeypatch)
+    metrics = transfer_lib.transfer(parent_dir, tmp_path / "child", "en-nl", corpus_spec=nl_tsv, vocab="child",
+                                    overrides=["train.steps=2", "train.eval_every_steps=1"])
+    assert metrics["step"] == 2 and json.loads((tmp_path / "child" / "transfer.json").read_text())["child"]["mix"]["pair"]
+    # Counted, measured against the parent's vocabulary, trained on, batched: read once. (The
+    # parent's en-de pairs mixed into each pass are read from the parent's corpus.)
+    assert reads[("en-nl", "train")] == 1 and reads[("en-nl", "validation")] == 1
+
+
 def test_frozen_groups_stay_and_transferred_weights_get_their_learning_rate(parent_dir, nl_tsv, tmp_path):
     workdir = tmp_path / "child"
     transfer_lib.transfer(parent_dir, workdir, "en-nl", corpus_spec=nl_tsv, freeze=["encoder"],

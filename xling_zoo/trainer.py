@@ -8,6 +8,7 @@ model's own ``training_step`` under ``strategy.run``, and checkpoints go through
 replays the interrupted epoch.
 """
 
+import dataclasses
 import math
 import shutil
 import signal
@@ -216,6 +217,68 @@ class _Checkpoints:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
+@dataclasses.dataclass
+class Splits:
+    """A run's training and validation examples, each split read from its corpus once: lists of dicts
+    of text (``corpus.read_split``); None where not read yet."""
+
+    train: list = None
+    validation: list = None
+
+
+def read_splits(config, splits=None):
+    """``splits`` with the run's train (max_train_examples applied) and validation splits read where
+    they are None. An empty train split is a UserError."""
+    splits = Splits() if splits is None else splits
+    pair, read = corpus.Pair.parse(config.pair), {}
+    options = dict(data_dir=config.data_dir or None, skip_bad_lines=config.skip_bad_lines)
+    train = splits.train
+    if train is None:
+        train = corpus.read_split(config.corpus, pair, "train", max_train_examples=config.max_train_examples,
+                                  **options)
+    if not train:
+        raise UserError(f"the train split of {config.corpus} {pair} is empty")
+    validation = splits.validation
+    if validation is None:
+        validation = corpus.read_split(config.corpus, pair, "validation", **options)
+    return Splits(train, validation)
+
+
+def in_memory(examples):
+    """A split read into memory (``corpus.read_split``) as the dataset ``corpus.load_split`` gives, in
+    the same order: passes, counts and validations read memory, not the corpus again."""
+    if not examples:
+        return corpus.empty_examples()
+    return tf.data.Dataset.from_tensor_slices({key: [example[key] for example in examples] for key in examples[0]})
+
+
+class RunInputs:
+    """A run's batches, built by its task (``Task.build_inputs``) from splits read once. The
+    training passes add the mixed-in pair's examples (data/mixing.py), read from its corpus."""
+
+    def __init__(self, config, tokenizers, splits, static_shapes=False):
+        self.config, self.tokenizers, self.splits = config, tokenizers, splits
+        self.static_shapes = static_shapes
+        self.task = get_model(config.model_name)
+
+    def train(self, input_context=None):
+        """One training pass (the trainer repeats it)."""
+        examples = mixing.training_examples(self.config, len(self.splits.train), self.config.train.seed,
+                                            own=in_memory(self.splits.train))
+        return self.task.build_inputs(self.config, self.tokenizers, examples, training=True,
+                                      input_context=input_context, static_shapes=self.static_shapes)
+
+    def validation(self, input_context=None):
+        return self.task.build_inputs(self.config, self.tokenizers, in_memory(self.splits.validation),
+                                      training=False, input_context=input_context, static_shapes=self.static_shapes)
+
+    def steps_per_epoch(self):
+        return max(1, _count_batches(self.train()))
+
+    def length_report(self):
+        return self.task.length_report(self.config, self.tokenizers, in_memory(self.splits.train))
+
+
 def _tokenizers_for(config, workdir, status, chief, pair, train_examples, transfer):
     """The run's tokenizers, in memory: the run's own when resuming (or on a non-chief worker, once
     the chief wrote them), the transfer's for a new child, else trained on the training pairs."""
@@ -238,7 +301,7 @@ def _tokenizers_for(config, workdir, status, chief, pair, train_examples, transf
     return train_tokenizers(train_examples, config.tokenizer, languages, seed=config.train.seed)
 
 
-def train_and_evaluate(config, workdir, transfer=None):
+def train_and_evaluate(config, workdir, transfer=None, splits=None):
     """Trains ``config`` in ``workdir`` (resuming if it holds a compatible run). Returns metrics.
 
     Everything a user can get wrong (config values, pair, corpus, model config, run directory) is
@@ -248,7 +311,8 @@ def train_and_evaluate(config, workdir, transfer=None):
     ``transfer`` (used by xling_zoo.transfer) has ``tokenizers`` (the child's), ``initialize(model) ->
     report`` (called only when the run has no checkpoint yet: copies and remaps parent weights),
     ``freeze(model)``, ``lr_multipliers(model) -> {variable path: multiplier}`` and
-    ``write_report(workdir, report)``.
+    ``write_report(workdir, report)``. ``splits``: a ``Splits`` whose lists were read already (the
+    transfer step reads the child's training pairs); the others are read here, once each.
     """
     workdir = workdir_lib.path_str(workdir)
     config_lib.validate(config)
@@ -265,44 +329,19 @@ def train_and_evaluate(config, workdir, transfer=None):
         # The chief prepares the corpus and writes the run directory; the others read what it wrote.
         workdir_lib.wait_for_chief(workdir, config)
         status = workdir_lib.check(config, workdir)
-    data_dir = config.data_dir or None
-
-    def load(split, **kwargs):
-        return corpus.load_split(config.corpus, pair, split, data_dir=data_dir,
-                                 skip_bad_lines=config.skip_bad_lines, **kwargs)
-
-    skip = dict(skip_bad_lines=config.skip_bad_lines)
-    train_examples = corpus.read_split(config.corpus, pair, "train", data_dir=data_dir,
-                                       max_train_examples=config.max_train_examples, **skip)
-    validation_examples = corpus.read_split(config.corpus, pair, "validation", data_dir=data_dir, **skip)
-    if not train_examples:
-        raise UserError(f"the train split of {config.corpus} {pair} is empty")
+    splits = read_splits(config, splits)
     mixing.check_mix(config, get_model(config.model_name))
-    languages = mixing.languages(config)
     # Seeded after the corpus is read: preparing a corpus on first use draws op seeds, and a run that
     # prepared it would otherwise train to other weights than the same command rerun.
     keras.utils.set_random_seed(config.train.seed)
-    tokenizers = _tokenizers_for(config, workdir, status, chief, pair, train_examples, transfer)
+    tokenizers = _tokenizers_for(config, workdir, status, chief, pair, splits.train, transfer)
 
     # XLA and TPUs compile once per input shape: every batch of a bucket gets the bucket's shape.
     static_shapes = config.train.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
-    common = dict(target_language=pair.target_languages[0], source_languages=languages.source,
-                  target_languages=languages.target, static_shapes=static_shapes)
-    length_report = pipeline.length_report(load("train", max_train_examples=config.max_train_examples),
-                                           tokenizers, config.data, target_language=pair.target_languages[0])
-    logging.info("Training pairs: %d; longer than data.max_length=%d: %d (%s)", length_report["examples"],
-                 config.data.max_length, length_report["overlength"], length_report["action"])
-
-    def train_dataset_fn(input_context=None):
-        examples = mixing.training_examples(config, len(train_examples), config.train.seed)
-        return pipeline.make_dataset(examples, tokenizers, config.data, training=True, input_context=input_context,
-                                     seed=config.train.seed, **common)
-
-    def validation_dataset_fn(input_context=None):
-        return pipeline.make_dataset(load("validation"), tokenizers, config.data, training=False,
-                                     input_context=input_context, **common)
-
-    steps_per_epoch = max(1, _count_batches(train_dataset_fn()))
+    inputs = RunInputs(config, tokenizers, splits, static_shapes)
+    length_report = inputs.length_report()
+    logging.info("Training examples: %s", length_report)
+    steps_per_epoch = inputs.steps_per_epoch()
     small_corpus = small_corpus_schedule(config.train, steps_per_epoch)
     if small_corpus:
         print(f"A small corpus ({steps_per_epoch} updates per epoch): " +
@@ -343,8 +382,7 @@ def train_and_evaluate(config, workdir, transfer=None):
         if chief and transfer_report is not None:
             transfer.write_report(workdir, transfer_report)
         return _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state, tokenizers,
-                           train_dataset_fn, validation_dataset_fn, validation_examples, pair,
-                           dict(total_steps=total_steps, eval_every=eval_every, steps_per_epoch=steps_per_epoch,
+                           inputs, pair, dict(total_steps=total_steps, eval_every=eval_every, steps_per_epoch=steps_per_epoch,
                                 length_report=length_report))
     finally:
         saver.close()
@@ -411,8 +449,8 @@ def _patience_reached(train_config, evaluations_since_best, steps_since_best):
     return None
 
 
-def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state, tokenizers,
-                train_dataset_fn, validation_dataset_fn, validation_examples, pair, schedule):
+def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state, tokenizers, inputs, pair,
+                schedule):
     total_steps, eval_every = schedule["total_steps"], schedule["eval_every"]
     step = _read_step(optimizer)
 
@@ -420,10 +458,10 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
         # The batches a resumed run has already trained on are skipped, so it sees exactly the
         # batches the uninterrupted run saw (the pipeline is deterministic given train.seed).
         per_step = input_context.num_replicas_in_sync // input_context.num_input_pipelines
-        return train_dataset_fn(input_context).repeat().skip(step * per_step)
+        return inputs.train(input_context).repeat().skip(step * per_step)
 
     train_iterator = iter(strategy.distribute_datasets_from_function(train_stream))
-    evaluator = model.make_validator(strategy, validation_dataset_fn, config, tokenizers, validation_examples, pair)
+    evaluator = model.make_validator(strategy, inputs.validation, config, tokenizers, inputs.splits.validation, pair)
     train_step = make_train_step(strategy, model, optimizer, config.train.jit_compile)
 
     history = state.get("history", [])

@@ -486,21 +486,6 @@ def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_
     return config
 
 
-def _steps_per_epoch(config, pair, tokenizers):
-    """Updates in one epoch of the child's training data (the trainer's own count)."""
-    from xling_zoo.data import pipeline
-
-    own = corpus.load_split(config.corpus, pair, "train", data_dir=config.data_dir or None,
-                            max_train_examples=config.max_train_examples, skip_bad_lines=config.skip_bad_lines)
-    own_count = int(own.reduce(np.int64(0), lambda count, _: count + 1))
-    languages = mixing.languages(config)
-    examples = mixing.training_examples(config, own_count, config.train.seed)
-    dataset = pipeline.make_dataset(examples, tokenizers, config.data, target_language=pair.target_languages[0],
-                                    source_languages=languages.source, target_languages=languages.target,
-                                    training=True, seed=config.train.seed)
-    return max(1, int(dataset.reduce(np.int64(0), lambda count, _: count + 1)))
-
-
 # The parent's vocabulary cannot carry a language it writes mostly as UTF-8 byte pieces (say Greek
 # or Japanese from a Latin-script parent: 89% and 95% of the pieces of 1,000 child sentences, which
 # also grow 3x longer than data.max_length allows). Czech from the en-de parent is 22% byte pieces,
@@ -529,24 +514,10 @@ def byte_piece_share(tokenizer, texts):
     return int(tf.reduce_sum(tf.cast(tf.reduce_any(tf.equal(ids[:, None], byte_ids[None, :]), -1), tf.int32))) / total
 
 
-def _count_train_pairs(config, child_pair):
-    """The child's training pairs (``max_train_examples`` applied)."""
-    own = corpus.load_split(config.corpus, child_pair, "train", data_dir=config.data_dir or None,
-                            max_train_examples=config.max_train_examples, skip_bad_lines=config.skip_bad_lines)
-    count = int(own.reduce(np.int64(0), lambda count, _: count + 1))
-    if not count:
-        raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
-    return count
-
-
-def parent_vocabulary_shares(parent_tokenizers, config, child_pair):
+def parent_vocabulary_shares(parent_tokenizers, child_pair, train_examples):
     """{side: (languages, share of the child's pieces that the parent's vocabulary spells as bytes)}
-    on up to 1,000 of the child's training pairs."""
-    examples = corpus.read_split(config.corpus, child_pair, "train", data_dir=config.data_dir or None,
-                                 max_train_examples=min(_COVERAGE_SAMPLE, config.max_train_examples or _COVERAGE_SAMPLE),
-                                 skip_bad_lines=config.skip_bad_lines)
-    if not examples:
-        raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
+    on the first 1,000 of the child's ``train_examples`` (lists of dicts of text)."""
+    examples = train_examples[:_COVERAGE_SAMPLE]
     sides = (("source", parent_tokenizers.source, ", ".join(child_pair.source_languages)),
              ("target", parent_tokenizers.target, ", ".join(child_pair.target_languages)))
     return {side: (language, byte_piece_share(tokenizer, [example[side] for example in examples]), len(examples))
@@ -747,7 +718,9 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
                                model_name)
     config_lib.validate(config)
-    train_pairs = _count_train_pairs(config, corpus.Pair.parse(config.pair))
+    # Read once: its pairs are counted, measured against the parent's vocabulary, trained on.
+    splits = trainer.read_splits(config, trainer.Splits(validation=[]))
+    train_pairs = len(splits.train)
     related_note = None
     started = (workdir_lib.read_json(workdir_lib.join(workdir, TRANSFER_FILE)) or {}).get("child") \
         if tf.io.gfile.exists(workdir_lib.join(workdir, workdir_lib.CONFIG_FILE)) else None
@@ -804,7 +777,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     child_pair = corpus.Pair.parse(config.pair)
     requested, shares = vocab, {}
     if vocab != "child":
-        shares = parent_vocabulary_shares(parent_run.tokenizers, config, child_pair)
+        shares = parent_vocabulary_shares(parent_run.tokenizers, child_pair, splits.train)
         vocab = choose_vocab(vocab, shares, train_pairs)
     if vocab == "parent" and config.tokenizer.to_dict() != parent_run.config.tokenizer.to_dict():
         raise UserError(f"--vocab={requested} keeps the parent's tokenizer here: tokenizer.* overrides need "
@@ -821,16 +794,10 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     if previous is not None and tf.io.gfile.exists(tokenizer_dir):
         tokenizers = Tokenizers.load(tokenizer_dir)  # Resuming: the child's vocabulary is fixed.
     else:
-        examples = None
-        if vocab in ("child", "extend"):
-            examples = corpus.read_split(config.corpus, child_pair, "train", data_dir=config.data_dir or None,
-                                         max_train_examples=config.max_train_examples,
-                                         skip_bad_lines=config.skip_bad_lines)
-            if not examples:
-                raise UserError(f"the train split of {config.corpus} {child_pair} is empty")
+        examples = splits.train if vocab in ("child", "extend") else None
         tokenizers = child_tokenizers(parent_run.tokenizers, mixing.languages(config), vocab, config.tokenizer,
                                       examples, seed=config.train.seed)
-    steps_per_epoch = _steps_per_epoch(config, child_pair, tokenizers)
+    steps_per_epoch = trainer.RunInputs(config, tokenizers, splits).steps_per_epoch()
     config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
                                model_name, steps_per_epoch=steps_per_epoch)
     child["steps_per_epoch"] = steps_per_epoch
@@ -840,7 +807,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     # The trainer checks everything else (config values, the child workdir, the model built from the
     # child config, the weight structure in hook.initialize) before it writes the child's tokenizer
     # and config.json.
-    return trainer.train_and_evaluate(config, workdir, transfer=hook)
+    return trainer.train_and_evaluate(config, workdir, transfer=hook, splits=trainer.Splits(train=splits.train))
 
 
 def main(argv):

@@ -260,7 +260,8 @@ def _parts(corpus, pair, data_dir, skip_bad_lines, wheels_dir):
     return _local_parts(spec, pair, data_dir, skip_bad_lines)
 
 
-def _empty_examples():
+def empty_examples():
+    """A split with no examples, of the keys every corpus gives."""
     empty = tf.constant([], tf.string)
     return tf.data.Dataset.from_tensor_slices({"source": empty, "target": empty, "source_language": empty})
 
@@ -285,7 +286,7 @@ def _part_dataset(part, split, autocache=True):
     elif split in part.split_names:
         source_split, keep = part.split_names[split], None
     else:
-        return _empty_examples()
+        return empty_examples()
     # One file at a time: the stored order (hash order for train) is kept across shards.
     # autocache=False where only the start of the split is read (max_train_examples): TFDS would cache
     # a small split in memory, discard the half-filled cache at every pass and warn each time.

@@ -77,13 +77,15 @@ def _load_train(config, pair, corpus_spec, own):
         raise UserError(f"mix.pair={pair} (corpus {corpus_spec}): {error}") from None
 
 
-def training_examples(config, own_count, seed):
+def training_examples(config, own_count, seed, own=None):
     """One pass of ``config``'s training examples: the run's own, plus the mixed-in pair's.
 
     own_count: how many examples the run's own train split holds (max_train_examples applied).
-    Without mixing this is the run's train split as ``corpus.load_split`` gives it.
+    own: that split as a dataset (the trainer's, read once into memory); None reads it from the
+    corpus. Without mixing the pass is that split unchanged.
     """
-    own = _load_train(config, config.pair, config.corpus, own=True)
+    if own is None:
+        own = _load_train(config, config.pair, config.corpus, own=True)
     other_pair = mix_pair(config)
     if other_pair is None:
         return own

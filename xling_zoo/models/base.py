@@ -14,6 +14,9 @@ A ``Task`` is a Keras model plus the few things the rest of xling_zoo asks of it
 * ``layer_groups()``: layer-name groups (``embeddings``, ``encoder``, ``decoder``, ``head``...) that
   ``--freeze`` and per-group learning rates address.
 * ``owned_optimizers()``: optimizers the model steps itself (checkpointed with the trainer's).
+* ``build_inputs(config, tokenizers, examples, training, ...)``: the task's batches (their keys and
+  how they are built from a corpus's examples), for training, validation and the training benchmark;
+  ``length_report(...)``: what the trainer records about the training examples' lengths.
 * ``make_validator(...)``, ``selection_metrics``, ``count_target_tokens(batch)``: what the trainer
   measures at each evaluation, which of those figures may pick the best checkpoint (and which way),
   and the tokens its throughput and validation loss count.
@@ -40,6 +43,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from xling_zoo.data import corpus, mixing, pipeline
 from xling_zoo.errors import UserError
 
 PAD_ID = 0
@@ -110,6 +114,19 @@ class Task(keras.Model):
         type's default one). The base class takes no other type."""
         raise UserError(f"a {cls.registered_name} child cannot take a {parent_model_name} parent's weights; "
                         f"transfer it into a {parent_model_name} child (--model={parent_model_name} or no --model)")
+
+    @classmethod
+    def build_inputs(cls, config, tokenizers, examples, *, training, input_context=None, static_shapes=False):
+        """The batches this task trains (``training``: shuffled, seeded by train.seed) or validates on,
+        from ``examples`` (a tf.data.Dataset of the corpus's dicts of text, see ``corpus.load_split``):
+        one pass, never repeated. ``input_context``: this input pipeline's shard under tf.distribute;
+        ``static_shapes``: every batch of a length bucket has one shape (XLA, TPUs)."""
+        raise NotImplementedError
+
+    @classmethod
+    def length_report(cls, config, tokenizers, examples):
+        """What the trainer records about the training ``examples``' lengths: at least {"examples": n}."""
+        return {"examples": int(examples.reduce(0, lambda count, _: count + 1))}
 
     # {name: "max" | "min"}: the figures the validator reports (as ``validation_<name>``) that
     # train.selection_metric may name to pick the best checkpoint and stop early, and which way is better.
@@ -204,6 +221,23 @@ class Seq2SeqTask(Task):
         return super().model_config_from_parent(parent_model_name, parent_model_config, default_model_config)
 
     selection_metrics = {"bleu": "max", "chrf": "max", "loss": "min"}
+
+    @classmethod
+    def build_inputs(cls, config, tokenizers, examples, *, training, input_context=None, static_shapes=False):
+        """Length-bucketed batches of ``encoder_token_ids`` (target-language tag, source pieces, eos),
+        ``decoder_token_ids``, ``target_token_ids`` and ``source_language_id`` (pipeline.make_dataset);
+        every language of the run's training examples, the mixed-in pair's included, gets its tag."""
+        pair, languages = corpus.Pair.parse(config.pair), mixing.languages(config)
+        return pipeline.make_dataset(examples, tokenizers, config.data, target_language=pair.target_languages[0],
+                                     source_languages=languages.source, target_languages=languages.target,
+                                     training=training, input_context=input_context, seed=config.train.seed,
+                                     static_shapes=static_shapes)
+
+    @classmethod
+    def length_report(cls, config, tokenizers, examples):
+        """How many pairs exceed data.max_length, and whether they are dropped or truncated."""
+        return pipeline.length_report(examples, tokenizers, config.data,
+                                      target_language=corpus.Pair.parse(config.pair).target_languages[0])
 
     def make_validator(self, strategy, dataset_fn, config, tokenizers, validation_examples, pair):
         from xling_zoo.validation import TranslationValidator  # Late: it imports the decoder.
