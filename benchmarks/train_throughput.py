@@ -215,15 +215,14 @@ def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compil
     """Our loop with (mixed_precision, jit_compile, loss_on_real_positions), warmed up by one epoch
     (tracing and, under XLA, one compilation per bucket shape). Returns (run_window: one timed
     epoch, info)."""
-    train_config = config.train.copy_and_resolve_references()
+    config = config.copy_and_resolve_references()
+    train_config = config.train
     train_config.mixed_precision, train_config.jit_compile = precision, jit_compile
     trainer.set_precision(train_config)
     strategy = trainer.make_strategy(train_config)
-    with strategy.scope():
-        # The loss on every position is what a model built for static shapes (XLA, TPUs) computes.
-        model = workdir_lib.build_model(config, tokenizers, static_shapes=jit_compile or not loss_on_real_positions)
-        optimizer = trainer.make_optimizer(train_config)
-        optimizer.build(model.trainable_variables)
+    # The loss on every position is what a model built for static shapes (XLA, TPUs) computes.
+    model, optimizer = trainer.build_model_and_optimizer(config, tokenizers, strategy,
+                                                         static_shapes=jit_compile or not loss_on_real_positions)
 
     def dataset_fn(input_context):
         return get_model(config.model_name).build_inputs(config, tokenizers, examples, training=True,

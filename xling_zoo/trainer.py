@@ -339,38 +339,10 @@ def train_and_evaluate(config, workdir, transfer=None, splits=None):
     # XLA and TPUs compile once per input shape: every batch of a bucket gets the bucket's shape.
     static_shapes = config.train.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
     inputs = RunInputs(config, tokenizers, splits, static_shapes)
-    length_report = inputs.length_report()
-    logging.info("Training examples: %s", length_report)
-    steps_per_epoch = inputs.steps_per_epoch()
-    small_corpus = small_corpus_schedule(config.train, steps_per_epoch)
-    if small_corpus:
-        print(f"A small corpus ({steps_per_epoch} updates per epoch): " +
-              ", ".join(f"train.{key}={value}" for key, value in small_corpus.items()) +
-              " (set train.eval_every_steps to keep your own schedule)")
-        config.train.update(small_corpus)  # config.json records the schedule the run used.
-    total_steps = config.train.steps or steps_per_epoch * config.train.epochs
-    eval_every = config.train.eval_every_steps or steps_per_epoch
-
+    schedule = make_schedule(config, inputs)
     if chief:
-        if status != "resume":
-            # A throwaway model checks the model config (and the transfer's weight structure) before
-            # anything is written. Outside the strategy scope: building there is a collective that
-            # the other workers join only once the chief has written the run directory.
-            probe = workdir_lib.build_model(config, tokenizers)
-            if transfer is not None:
-                transfer.initialize(probe)
-            del probe
-        workdir_lib.commit(config, workdir, status, tokenizers)
-    with strategy.scope():
-        model = workdir_lib.build_model(config, tokenizers, static_shapes=static_shapes)
-        if transfer is not None:
-            transfer.freeze(model)
-        lr_multipliers = transfer.lr_multipliers(model) if transfer is not None else {}
-        if lr_multipliers:
-            optimizer = make_grouped_optimizer(config.train, model, lr_multipliers)
-        else:
-            optimizer = make_optimizer(config.train)
-        optimizer.build(model.trainable_variables)
+        _check_then_commit(config, workdir, status, tokenizers, transfer)
+    model, optimizer = build_model_and_optimizer(config, tokenizers, strategy, static_shapes, transfer)
     saver = _Checkpoints(workdir, chief, model, optimizer, config.train.keep_checkpoints)
     try:
         with strategy.scope():
@@ -382,10 +354,55 @@ def train_and_evaluate(config, workdir, transfer=None, splits=None):
         if chief and transfer_report is not None:
             transfer.write_report(workdir, transfer_report)
         return _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state, tokenizers,
-                           inputs, pair, dict(total_steps=total_steps, eval_every=eval_every, steps_per_epoch=steps_per_epoch,
-                                length_report=length_report))
+                           inputs, pair, schedule)
     finally:
         saver.close()
+
+
+def make_schedule(config, inputs):
+    """{total_steps, eval_every, steps_per_epoch, length_report} of a run, from its training data; a
+    small corpus gets the child's schedule (``small_corpus_schedule``), written into ``config``."""
+    length_report = inputs.length_report()
+    logging.info("Training examples: %s", length_report)
+    steps_per_epoch = inputs.steps_per_epoch()
+    small_corpus = small_corpus_schedule(config.train, steps_per_epoch)
+    if small_corpus:
+        print(f"A small corpus ({steps_per_epoch} updates per epoch): " +
+              ", ".join(f"train.{key}={value}" for key, value in small_corpus.items()) +
+              " (set train.eval_every_steps to keep your own schedule)")
+        config.train.update(small_corpus)  # config.json records the schedule the run used.
+    return {"total_steps": config.train.steps or steps_per_epoch * config.train.epochs,
+            "eval_every": config.train.eval_every_steps or steps_per_epoch,
+            "steps_per_epoch": steps_per_epoch, "length_report": length_report}
+
+
+def _check_then_commit(config, workdir, status, tokenizers, transfer):
+    """The chief writes the run directory (config, tokenizers), a new run only once a throwaway
+    model has checked the model config (and the transfer's weight structure). Outside the strategy
+    scope: building there is a collective that the other workers join only once the chief has
+    written the run directory."""
+    if status != "resume":
+        probe = workdir_lib.build_model(config, tokenizers)
+        if transfer is not None:
+            transfer.initialize(probe)
+        del probe
+    workdir_lib.commit(config, workdir, status, tokenizers)
+
+
+def build_model_and_optimizer(config, tokenizers, strategy, static_shapes=False, transfer=None):
+    """The run's model and optimizer under ``strategy``, every weight and slot built: a transfer's
+    frozen groups stay out of training, and its transferred weights get their learning rate."""
+    with strategy.scope():
+        model = workdir_lib.build_model(config, tokenizers, static_shapes=static_shapes)
+        if transfer is not None:
+            transfer.freeze(model)
+        lr_multipliers = transfer.lr_multipliers(model) if transfer is not None else {}
+        if lr_multipliers:
+            optimizer = make_grouped_optimizer(config.train, model, lr_multipliers)
+        else:
+            optimizer = make_optimizer(config.train)
+        optimizer.build(model.trainable_variables)
+    return model, optimizer
 
 
 def small_corpus_schedule(train_config, steps_per_epoch):
