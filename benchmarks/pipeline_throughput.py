@@ -5,8 +5,8 @@
 Trains the run's tokenizers on the training split (as the trainer does, timed separately), then
 iterates ``pipeline.make_dataset(..., training=True)`` (shuffle, batched tokenization, overlength
 handling, length buckets, padding) for one warm-up pass and ``--epochs`` timed passes, twice over:
-from the prepared corpus as the trainer reads it, and from examples cached in memory (the pipeline
-alone). Reports the median pass. Real tokens are the non-padding ids of the encoder input and of the
+from the prepared corpus, and from examples cached in memory (the pipeline alone; the trainer reads
+each split once into memory and batches from there since bbe380c). Reports the median pass. Real tokens are the non-padding ids of the encoder input and of the
 labels; padded tokens count both sides' full [batch, bucket length] tensors.
 
 Prints one JSON line and writes it to --output.

@@ -24,6 +24,7 @@ from benchmarks import train_throughput as bench  # Pins the process to one core
 from benchmarks.report import emit_result
 from xling_zoo import cli
 from xling_zoo import config as config_lib
+from xling_zoo import trainer
 from xling_zoo.data import corpus
 
 import keras  # noqa: E402
@@ -86,10 +87,10 @@ def main(_):
     data_dir = FLAGS.data_dir or config.data_dir or None
     keras.utils.set_random_seed(config.train.seed)
     tokenizers, _ = bench.tokenizers_for(config, pair, data_dir)
-    examples = corpus.load_split(config.corpus, pair, "train", data_dir=data_dir,
-                                 max_train_examples=FLAGS.max_train_examples)
-    epoch, _ = bench.epoch_counts(config, tokenizers, examples, pair)
-    run_window, _ = bench.ours_runner(config, tokenizers, examples, pair, epoch, "", False)
+    examples = trainer.in_memory(corpus.read_split(config.corpus, pair, "train", data_dir=data_dir,
+                                                   max_train_examples=FLAGS.max_train_examples))
+    epoch, _ = bench.epoch_counts(config, tokenizers, examples)
+    run_window, _ = bench.ours_runner(config, tokenizers, examples, epoch, "", False)
     unprofiled = run_window()
     logdir = tempfile.mkdtemp(prefix="xling_zoo_profile_")
     tf.profiler.experimental.start(logdir)

@@ -7,7 +7,8 @@ one TensorFlow intra-op and one inter-op thread, on the first --max_train_exampl
 built-in training split, and measures real (non-padding) target tokens per second of:
 
 * ours: ``trainer.make_train_step`` under the default strategy over the task's
-  ``build_inputs(..., training=True).repeat()``, the trainer's length-bucketed token-budget batches,
+  ``build_inputs(..., training=True).repeat()`` of the split read into memory, the trainer's
+  length-bucketed token-budget batches (not padded to one shape per bucket in the XLA variants),
   driven as the trainer's loop drives it (one step, then the logs read back). A window is one
   epoch: an epoch is always the same pairs, so every window holds the same real tokens and FLOPs.
 * the tutorial recipe: the same model class and config, every pair padded to data.max_length on
@@ -211,7 +212,7 @@ def summarize(windows, ceilings, dtypes=("float32",)):
     return result
 
 
-def ours_runner(config, tokenizers, examples, pair, epoch, precision, jit_compile, loss_on_real_positions=True):
+def ours_runner(config, tokenizers, examples, epoch, precision, jit_compile, loss_on_real_positions=True):
     """Our loop with (mixed_precision, jit_compile, loss_on_real_positions), warmed up by one epoch
     (tracing and, under XLA, one compilation per bucket shape). Returns (run_window: one timed
     epoch, info)."""
@@ -347,7 +348,7 @@ def tokenizers_for(config, pair, data_dir):
                                              "seconds": round(time.perf_counter() - wall, 1)}
 
 
-def epoch_counts(config, tokenizers, examples, pair):
+def epoch_counts(config, tokenizers, examples):
     """Per-epoch counts of our training batches (the same every epoch: the same pairs land in the
     same buckets), and the CPU seconds the input pipeline alone spends on one epoch."""
     dataset = get_model(config.model_name).build_inputs(config, tokenizers, examples, training=True)
@@ -413,17 +414,17 @@ def main(_):
     dtypes = {"float32": tf.float32, "bfloat16": tf.bfloat16}
     matmul_start = section("matmul_start", lambda: {k: matmul_ceiling(shapes, v) for k, v in dtypes.items()})
     tokenizers, tokenizer_info = section("tokenizer", tokenizers_for, config, pair, data_dir)
-    # Not cached: the trainer reads the prepared corpus every epoch too.
-    examples = corpus.load_split(config.corpus, pair, "train", data_dir=data_dir,
-                                 max_train_examples=FLAGS.max_train_examples)
-    epoch, pipeline_seconds = section("epoch_counts", epoch_counts, config, tokenizers, examples, pair)
+    # Read once into memory, as the trainer does.
+    examples = trainer.in_memory(corpus.read_split(config.corpus, pair, "train", data_dir=data_dir,
+                                                   max_train_examples=FLAGS.max_train_examples))
+    epoch, pipeline_seconds = section("epoch_counts", epoch_counts, config, tokenizers, examples)
 
-    runners = {"ours": section("warmup_ours", ours_runner, config, tokenizers, examples, pair, epoch, "", False)}
+    runners = {"ours": section("warmup_ours", ours_runner, config, tokenizers, examples, epoch, "", False)}
     arrays = section("recipe_arrays", recipe_arrays, config, tokenizers, examples, pair)
     runners["recipe"] = section("warmup_recipe", recipe_runner, config, tokenizers, arrays, FLAGS.recipe_steps,
                                 FLAGS.recipe_warmup_steps)
     for name in FLAGS.variants:
-        runners[f"ours_{name}"] = section(f"warmup_ours_{name}", ours_runner, config, tokenizers, examples, pair,
+        runners[f"ours_{name}"] = section(f"warmup_ours_{name}", ours_runner, config, tokenizers, examples,
                                           epoch, *VARIANTS[name])
 
     # Round robin, one window of each in turn: every runner sees the same mix of the other jobs' load.

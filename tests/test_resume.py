@@ -111,6 +111,75 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_prints_one_line_and_exits_nonzero(
     assert done.returncode == 0 and f"at step {step}" in done.stdout, done.stderr[-2000:]
 
 
+def test_a_signal_during_an_evaluation_abandons_it_and_the_rerun_evaluates_that_step_first(tiny_config, tmp_path,
+                                                                                            monkeypatch):
+    from xling_zoo.errors import Interrupted
+    from xling_zoo.models.base import Seq2SeqTask
+
+    def config():
+        config = tiny_config("lstm_seq2seq")
+        for assignment in ["train.steps=4", "train.eval_every_steps=2", "train.deterministic=True"]:
+            config_lib.apply_override(config, assignment)
+        return config
+
+    def timeless(history):
+        return [{k: v for k, v in h.items() if k not in ("seconds", "target_tokens_per_second")} for h in history]
+
+    uninterrupted = trainer.train_and_evaluate(config(), tmp_path / "uninterrupted")
+    # A real SIGTERM to this process as the second evaluation (step 4, the last) starts.
+    make_validator, calls = Seq2SeqTask.make_validator, []
+
+    def signalled_validator(self, *args):
+        validator = make_validator(self, *args)
+
+        def validate(should_stop=None):
+            calls.append(should_stop)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return validator(should_stop)
+
+        return validate
+
+    monkeypatch.setattr(Seq2SeqTask, "make_validator", signalled_validator)
+    workdir = tmp_path / "interrupted"
+    with pytest.raises(Interrupted, match="SIGTERM: saved a checkpoint at step 4") as raised:
+        trainer.train_and_evaluate(config(), workdir)
+    assert raised.value.exit_code == 128 + signal.SIGTERM and checkpoint_steps(workdir)[-1] == 4
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert [h["step"] for h in metrics["history"]] == [2] and metrics["stop_reason"] == "interrupted by SIGTERM"
+    monkeypatch.undo()
+    # The rerun trains no further: it evaluates step 4, with the interval's training figures.
+    resumed = trainer.train_and_evaluate(config(), workdir)
+    assert timeless(resumed["history"]) == timeless(uninterrupted["history"])
+    assert resumed["best_step"] == uninterrupted["best_step"] and resumed["stop_reason"] == "finished"
+
+
+def test_sigterm_to_the_command_during_a_long_validation_stops_it_there(tmp_path):
+    from tests.conftest import make_pairs, write_tsv
+
+    # A validation split of 4,000 pairs, decoded in full: seconds of validation to send the signal into.
+    pairs = make_pairs(4800, seed=11)
+    files = [write_tsv(tmp_path / f"{split}.tsv", rows) for split, rows in
+             (("train", pairs[:600]), ("validation", pairs[600:4600]), ("test", pairs[4600:]))]
+    workdir = tmp_path / "run"
+    command = train_command("tsv:" + ",".join(str(f) for f in files), workdir, "--steps=2",
+                            "--set=train.eval_every_steps=2", "--set=eval.validation_bleu_examples=0")
+    with open(tmp_path / "out.log", "w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: "Validating at step 2" in (tmp_path / "out.log").read_text(), process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith("SIGTERM: saved a checkpoint at step 2 in ")
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics.get("history", []) == [] and metrics["stop_reason"] == "interrupted by SIGTERM"
+    # The rerun evaluates step 2 and ends.
+    resumed = run(command)
+    assert "its evaluation, interrupted before" in resumed.stdout
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert [h["step"] for h in metrics["history"]] == [2] and metrics["stop_reason"] == "finished"
+
+
 @pytest.fixture(scope="module")
 def checkpointed_run(tmp_path_factory, tiny_tsv):
     from tests.conftest import shrink

@@ -328,11 +328,14 @@ class Translator(tf.Module):
                                  self.target_language).numpy()
         return [(i, int(n)) for i, n in enumerate(lengths) if n > self.data_config.max_length]
 
-    def translate_all(self, sentences, batch_size=64):
-        """Python list in, list out; batches sentences of similar length together for speed."""
+    def translate_all(self, sentences, batch_size=64, should_stop=None):
+        """Python list in, list out; batches sentences of similar length together for speed.
+        ``should_stop()``, asked before each batch: True abandons the work and returns None."""
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         results = [None] * len(sentences)
         for start in range(0, len(order), batch_size):
+            if should_stop is not None and should_stop():
+                return None
             index = order[start:start + batch_size]
             batch = tf.constant([sentences[i] for i in index], tf.string)
             for i, text in zip(index, self.translate(batch).numpy()):

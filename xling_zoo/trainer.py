@@ -226,11 +226,11 @@ class Splits:
     validation: list = None
 
 
-def read_splits(config, splits=None):
-    """``splits`` with the run's train (max_train_examples applied) and validation splits read where
-    they are None. An empty train split is a UserError."""
+def read_splits(config, splits=None, validation=True):
+    """``splits`` with the run's train split (max_train_examples applied) and, with ``validation``,
+    its validation split read where they are None. An empty train split is a UserError."""
     splits = Splits() if splits is None else splits
-    pair, read = corpus.Pair.parse(config.pair), {}
+    pair = corpus.Pair.parse(config.pair)
     options = dict(data_dir=config.data_dir or None, skip_bad_lines=config.skip_bad_lines)
     train = splits.train
     if train is None:
@@ -238,18 +238,27 @@ def read_splits(config, splits=None):
                                   **options)
     if not train:
         raise UserError(f"the train split of {config.corpus} {pair} is empty")
-    validation = splits.validation
-    if validation is None:
-        validation = corpus.read_split(config.corpus, pair, "validation", **options)
-    return Splits(train, validation)
+    read = splits.validation
+    if read is None and validation:
+        read = corpus.read_split(config.corpus, pair, "validation", **options)
+    return Splits(train, read)
+
+
+def columns(examples):
+    """A split read into memory (``corpus.read_split``) as one tf.string tensor per key, made once:
+    every dataset ``in_memory`` makes of them shares them instead of copying the text again."""
+    return {key: tf.constant([example[key] for example in examples], tf.string) for key in examples[0]} \
+        if examples else None
 
 
 def in_memory(examples):
-    """A split read into memory (``corpus.read_split``) as the dataset ``corpus.load_split`` gives, in
-    the same order: passes, counts and validations read memory, not the corpus again."""
-    if not examples:
-        return corpus.empty_examples()
-    return tf.data.Dataset.from_tensor_slices({key: [example[key] for example in examples] for key in examples[0]})
+    """The examples of ``corpus.read_split`` (or their ``columns``) as the dataset ``corpus.load_split``
+    gives, in the same order: passes, counts and validations read memory, not the corpus again. An
+    empty split has the keys every corpus gives (no "target_language": the pipeline then tags rows
+    by the pair's first target)."""
+    if isinstance(examples, list):
+        examples = columns(examples)
+    return tf.data.Dataset.from_tensor_slices(examples) if examples else corpus.empty_examples()
 
 
 class RunInputs:
@@ -260,23 +269,24 @@ class RunInputs:
         self.config, self.tokenizers, self.splits = config, tokenizers, splits
         self.static_shapes = static_shapes
         self.task = get_model(config.model_name)
+        self._train, self._validation = columns(splits.train), columns(splits.validation)
 
     def train(self, input_context=None):
         """One training pass (the trainer repeats it)."""
         examples = mixing.training_examples(self.config, len(self.splits.train), self.config.train.seed,
-                                            own=in_memory(self.splits.train))
+                                            own=in_memory(self._train))
         return self.task.build_inputs(self.config, self.tokenizers, examples, training=True,
                                       input_context=input_context, static_shapes=self.static_shapes)
 
     def validation(self, input_context=None):
-        return self.task.build_inputs(self.config, self.tokenizers, in_memory(self.splits.validation),
+        return self.task.build_inputs(self.config, self.tokenizers, in_memory(self._validation),
                                       training=False, input_context=input_context, static_shapes=self.static_shapes)
 
     def steps_per_epoch(self):
         return max(1, _count_batches(self.train()))
 
     def length_report(self):
-        return self.task.length_report(self.config, self.tokenizers, in_memory(self.splits.train))
+        return self.task.length_report(self.config, self.tokenizers, in_memory(self._train))
 
 
 def _tokenizers_for(config, workdir, status, chief, pair, train_examples, transfer):
@@ -363,7 +373,7 @@ def make_schedule(config, inputs):
     """{total_steps, eval_every, steps_per_epoch, length_report} of a run, from its training data; a
     small corpus gets the child's schedule (``small_corpus_schedule``), written into ``config``."""
     length_report = inputs.length_report()
-    logging.info("Training examples: %s", length_report)
+    logging.info("Training examples: %s (data.max_length=%d)", length_report, config.data.max_length)
     steps_per_epoch = inputs.steps_per_epoch()
     small_corpus = small_corpus_schedule(config.train, steps_per_epoch)
     if small_corpus:
@@ -504,18 +514,38 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
     def out_of_time():
         return bool(config.train.max_minutes) and time.time() - start_time > 60 * config.train.max_minutes
 
+    # A signal during an evaluation abandons it (a preempted VM has seconds left, an evaluation can
+    # take minutes): the checkpoint says so, and the resumed run evaluates that step first. Not on
+    # several workers, whose validation steps are collectives that all of them must finish.
+    pending = state.get("evaluation_pending", False)
+    abandons_evaluations = not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
     def loop_state():
         return {"history": history, "best_validation_bleu": best_bleu, "evaluations_since_best": since_best,
-                "best_score": best_score, "best_step": best_step, "segment": segment}
+                "best_score": best_score, "best_step": best_step, "segment": segment,
+                "evaluation_pending": pending}
 
-    stop_reason = "finished" if step >= total_steps else None
+    def interrupted(received):
+        """Saves a checkpoint and raises Interrupted; every worker got the same request."""
+        saver.save(step, loop_state())
+        name = signal.Signals(received).name
+        if chief:
+            workdir_lib.update_metrics(workdir, {"step": step, "stop_reason": f"interrupted by {name}"})
+        raise Interrupted(f"{name}: saved a checkpoint at step {step} in {saver.directory}; rerun the same "
+                          "command to resume", 128 + received)
+
+    stop_reason = "finished" if step >= total_steps and not pending else None
     with _SignalStop() as signals:
         while stop_reason is None:
-            epoch = step // eval_every + 1
-            segment_end = min(epoch * eval_every, total_steps)
+            if pending:  # The evaluation at this step was interrupted: it comes first, no training.
+                epoch, segment_end = math.ceil(step / eval_every), step
+            else:
+                epoch = step // eval_every + 1
+                segment_end = min(epoch * eval_every, total_steps)
             progress = keras.utils.Progbar(segment_end - (epoch - 1) * eval_every, stateful_metrics=["tokens/s"],
                                            verbose=1 if chief else 0)
-            print(f"Epoch {epoch}/{math.ceil(total_steps / eval_every)} (steps {step}/{total_steps})")
+            print(f"Epoch {epoch}/{math.ceil(total_steps / eval_every)} (steps {step}/{total_steps})" +
+                  (": its evaluation, interrupted before" if pending else ""))
             sums = segment.setdefault("sums", {})
             segment.setdefault("steps", 0)
             segment.setdefault("tokens", 0.0)
@@ -548,16 +578,15 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
                     saver.save(step, loop_state())
                     last_save = time.time()
             segment["seconds"] += time.time() - interval_start
-            if stopped == "signal":
-                # No evaluation: a preempted VM has seconds left. Every worker got the same request.
-                saver.save(step, loop_state())
-                received = signals.received or signal.SIGTERM  # Another worker's signal.
-                name = signal.Signals(received).name
-                if chief:
-                    workdir_lib.update_metrics(workdir, {"step": step, "stop_reason": f"interrupted by {name}"})
-                raise Interrupted(f"{name}: saved a checkpoint at step {step} in {saver.directory}; rerun the same "
-                                  "command to resume", 128 + received)
-            evaluation = evaluator()
+            if stopped == "signal":  # No evaluation: a preempted VM has seconds left.
+                interrupted(signals.received or signal.SIGTERM)  # SIGTERM: another worker's signal.
+            print(f"Validating at step {step}", flush=True)
+            evaluation = evaluator(should_stop=(lambda: signals.received is not None) if abandons_evaluations
+                                   else None)
+            if evaluation is None:
+                pending = True
+                interrupted(signals.received)
+            pending = False
             steps_done = max(1, segment["steps"])
             record = {"step": step, "epoch": epoch, "seconds": round(segment["seconds"], 1),
                       "target_tokens_per_second": round(segment["tokens"] / max(segment["seconds"], 1e-9), 1),

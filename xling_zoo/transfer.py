@@ -47,7 +47,6 @@ a child of fewer than 2,000 pairs; none where the table of ``data/related_langua
 import dataclasses
 import json
 import re
-import textwrap
 
 import numpy as np
 import tensorflow as tf
@@ -658,7 +657,8 @@ def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0, skip_b
                                          max_train_examples=RELATED_MIN_PAIRS, skip_bad_lines=skip_bad_lines)
             count = int(examples.reduce(np.int64(0), lambda count, _: count + 1))
         except UserError as error:  # Shortened: the built-in corpus's error lists its ~80 languages.
-            reason = textwrap.shorten(str(error).splitlines()[0], REASON_CHARS, placeholder=" ...")
+            reason = str(error).splitlines()[0]
+            reason = reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 3] + "..."
             passed.append(f"{relative} (not in {parent_config.corpus}: {reason})")
             continue
         if count < RELATED_MIN_PAIRS:
@@ -719,7 +719,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
                                model_name)
     config_lib.validate(config)
     # Read once: its pairs are counted, measured against the parent's vocabulary, trained on.
-    splits = trainer.read_splits(config, trainer.Splits(validation=[]))
+    splits = trainer.read_splits(config, validation=False)  # The trainer reads the validation split.
     train_pairs = len(splits.train)
     related_note = None
     started = (workdir_lib.read_json(workdir_lib.join(workdir, TRANSFER_FILE)) or {}).get("child") \

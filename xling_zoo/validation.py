@@ -50,8 +50,8 @@ class TranslationValidator:
         self.floor = {"validation_bleu": copy["bleu"], "validation_chrf": copy["chrf"]}
         self.floor_description = "copying the source"
 
-        # Traced once for every batch shape: validation batches come in one shape per length
-        # bucket, and each new shape traced the loss graph again at the first evaluation.
+        # Traced once for all batch shapes (the signature leaves them open): validation batches come
+        # in one shape per length bucket, and each new shape traced the loss graph again.
         @tf.function(input_signature=[self.dataset.element_spec])
         def loss_step(batch):
             def step_fn(batch):
@@ -69,17 +69,22 @@ class TranslationValidator:
 
         self.loss_step = loss_step
 
-    def __call__(self):
+    def __call__(self, should_stop=None):
         total, tokens = 0.0, 0.0
         for batch in self.dataset:
+            if should_stop is not None and should_stop():
+                return None
             weighted, count = self.loss_step(batch)
             total += float(weighted)
             tokens += float(count)
         hypotheses = [None] * len(self.examples)
         for target, translator in self.translators.items():
             index = [i for i, e in enumerate(self.examples) if e.get("target_language", target) == target]
-            for i, hypothesis in zip(index, translator.translate_all([self.examples[i]["source"] for i in index],
-                                                                     self.batch_size)):
+            translations = translator.translate_all([self.examples[i]["source"] for i in index], self.batch_size,
+                                                    should_stop)
+            if translations is None:
+                return None
+            for i, hypothesis in zip(index, translations):
                 hypotheses[i] = hypothesis
         bleu = score(hypotheses, self.references, self.target_language)
         return {"validation_loss": total / max(tokens, 1.0), "validation_bleu": bleu["bleu"],

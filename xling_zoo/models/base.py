@@ -121,7 +121,8 @@ class Task(keras.Model):
         from ``examples`` (a tf.data.Dataset of the corpus's dicts of text, see ``corpus.load_split``):
         one pass, never repeated. ``input_context``: this input pipeline's shard under tf.distribute;
         ``static_shapes``: every batch of a length bucket has one shape (XLA, TPUs)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{cls.__name__} builds no batches: a Task subclass defines build_inputs "
+                                  "(Seq2SeqTask's are a translator's)")
 
     @classmethod
     def length_report(cls, config, tokenizers, examples):
@@ -133,9 +134,10 @@ class Task(keras.Model):
     selection_metrics = {}
 
     def make_validator(self, strategy, dataset_fn, config, tokenizers, validation_examples, pair):
-        """A callable () -> {"validation_<name>": float} that the trainer runs at every evaluation
-        (``dataset_fn(input_context)``: the validation batches; ``validation_examples``: the split as
-        dicts of text). It reports at least every name of ``selection_metrics``. It may have
+        """A callable (should_stop=None) -> {"validation_<name>": float} that the trainer runs at every
+        evaluation (``dataset_fn(input_context)``: the validation batches; ``validation_examples``: the
+        split as dicts of text). It reports at least every name of ``selection_metrics``, or returns
+        None as soon as ``should_stop()`` (asked between batches) is True: a signal arrived. It may have
         ``floor`` ({"validation_<name>": float}: what a trivial system scores on the same examples,
         e.g. copying the source) and ``floor_description``; the trainer records them and warns when
         the best checkpoint does not beat them."""
