@@ -347,8 +347,8 @@ def test_mix_related_adds_the_related_language_on_the_childs_new_side(multiway_p
     ("en-af", ["af"], {}, "is the child's own target language"),
     ("en-af", ["de"], {}, "repeats a target language"),
     ("en-af", ["n!"], {}, "'n!' is not a language code"),
-    ("nl-af", ["de"], {}, "needs a child that shares one side with the parent"),
-    ("en-de", ["nl"], {}, "is for a child language the parent lacks"),
+    ("nl-af", ["de"], {}, "lacks, on one side: --pair=nl-af has new languages on both sides"),
+    ("en-de", ["nl"], {}, "lacks, on one side: --pair=en-de has no language the parent"),
     ("en-af", ["nl"], {"mix_parent_data": 0}, "needs --mix_parent_data above 0"),
     ("en-af", ["fr"], {}, r"mix.pair=en-de,fr .*fr"),  # The corpus has no French.
 ])

@@ -575,15 +575,10 @@ def related_mix_pair(parent_pair, child_pair, related):
     related = tuple(dict.fromkeys(language.strip().lower() for language in related))
     if not related:
         return parent
-    new_targets = [lang for lang in child.target_languages if lang not in parent.target_languages]
-    new_sources = [lang for lang in child.source_languages if lang not in parent.source_languages]
-    if new_targets and new_sources:
-        raise UserError(f"--mix_related needs a child that shares one side with the parent: --pair={child} has "
-                        f"new languages on both sides of the parent's {parent}")
-    if not new_targets and not new_sources:
-        raise UserError(f"--mix_related is for a child language the parent lacks: --pair={child} has none "
-                        f"beside the parent's {parent}")
-    side, own = ("target", child.target_languages) if new_targets else ("source", child.source_languages)
+    side, why_not = _new_languages(parent, child)
+    if side is None:
+        raise UserError(f"--mix_related is for a child language the parent lacks, on one side: {why_not}")
+    own = child.target_languages if side == "target" else child.source_languages
     for language in related:
         if language in own:
             raise UserError(f"--mix_related={language} is the child's own {side} language; name languages "
@@ -611,17 +606,24 @@ RELATED_MAX_CHILD_PAIRS = 2000
 REASON_CHARS = 80
 
 
-def _new_language(parent_pair, child_pair):
-    """(side, language): the child's one language the parent lacks, or (None, why not)."""
+def _new_languages(parent_pair, child_pair):
+    """(side, languages): the child's languages the parent lacks, all on one side ("target" for
+    en->X, "source" for X->en); (None, why not) when both sides or neither have one."""
     new_targets = [lang for lang in child_pair.target_languages if lang not in parent_pair.target_languages]
     new_sources = [lang for lang in child_pair.source_languages if lang not in parent_pair.source_languages]
     if new_targets and new_sources:
         return None, f"--pair={child_pair} has new languages on both sides of the parent's {parent_pair}"
     if not new_targets and not new_sources:
         return None, f"--pair={child_pair} has no language the parent's {parent_pair} lacks"
-    if len(new_targets + new_sources) > 1:
+    return ("target", tuple(new_targets)) if new_targets else ("source", tuple(new_sources))
+
+
+def _new_language(parent_pair, child_pair):
+    """(side, language): the child's one language the parent lacks, or (None, why not)."""
+    side, new = _new_languages(parent_pair, child_pair)
+    if side is not None and len(new) > 1:
         return None, f"--pair={child_pair} has several languages the parent's {parent_pair} lacks"
-    return ("target", new_targets[0]) if new_targets else ("source", new_sources[0])
+    return (side, new[0]) if side is not None else (None, new)
 
 
 def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0, skip_bad_lines=False):
