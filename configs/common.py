@@ -15,6 +15,9 @@ def get_common_config():
     config.corpus = "builtin"
     # Direction SRC-TGT, or several sources into one target: "de,fr,es-en".
     config.pair = "en-de"
+    # A monolingual model's (lm's) one language: it reads that side of `pair`'s corpus (en-LANGUAGE
+    # when pair is ""). "" for a translator.
+    config.language = ""
     # Where prepared datasets live (TFDS data_dir); "" = $XLING_ZOO_DATA_DIR or ~/.cache/xling_zoo.
     config.data_dir = ""
     # Use only this many training pairs (deterministic subsample); 0 = all of them.

@@ -72,7 +72,7 @@ def test_validation_traces_its_loss_step_once_whatever_the_batch_shapes(trained_
     validator = run.model.make_validator(tf.distribute.get_strategy(), dataset_fn, config, run.tokenizers,
                                          corpus.read_split(config.corpus, pair, "validation"), pair)
     first, second = validator(), validator()
-    assert validator.loss_step.experimental_get_tracing_count() == 1
+    assert validator.loss_sums.step.experimental_get_tracing_count() == 1
     assert first == second and np.isfinite(first["validation_loss"])
 
 

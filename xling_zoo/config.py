@@ -19,7 +19,7 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 # Sections whose change makes existing checkpoints or tokenizers unusable: a run dir made with
 # other values here is refused rather than silently overwritten or mixed.
-ARCHITECTURE_KEYS = ("model_name", "model", "tokenizer", "pair", "data.target_language_tag")
+ARCHITECTURE_KEYS = ("model_name", "model", "tokenizer", "pair", "language", "data.target_language_tag")
 
 
 def config_path_for(model_name):
@@ -96,6 +96,9 @@ def load_config(model_name, config_file=None, overrides=()):
     config.model_name = model_name
     for assignment in overrides:
         apply_override(config, assignment)
+    if config.get("language") and not config.pair and config.language != "en":
+        # The built-in corpus and most others pair every language with English.
+        config.pair = f"en-{config.language}"
     return config
 
 
@@ -143,7 +146,7 @@ def validate(config):
     allowed = _selection_metrics(config)
     if metric is not None and metric not in allowed:
         problems.append(f"train.selection_metric={metric!r} must be one of {', '.join(allowed)}")
-    problems += _pair_problems(config) + _mix_problems(config)
+    problems += _language_problems(config) or (_pair_problems(config) + _mix_problems(config))
     # Every dropout rate of the model section (dropout, attention_dropout, discriminator_dropout...).
     for key, value in (config.get("model") or {}).items():
         if "dropout" in key and isinstance(value, (int, float)) and not 0 <= value < 1:
@@ -160,6 +163,41 @@ def _selection_metrics(config):
         return list(get_model(config.model_name).selection_metrics)
     except (UserError, AttributeError):
         return []  # An unknown model is reported where the model is built.
+
+
+def _language_problems(config):
+    """A monolingual model needs ``language`` (one side of ``pair``); a translator must not have one."""
+    from xling_zoo.registry import get_model
+
+    language = config.get("language", "")
+    try:
+        monolingual = get_model(config.model_name).task_type == "lm"
+    except UserError:
+        return []  # An unknown model is reported where the model is built.
+    if not monolingual:
+        if language:
+            return [f"language={language!r} is the one language of a language model (--model=lm), but "
+                    f"{config.model_name} translates: give it a pair (--pair=SRC-TGT) and no --language"]
+        return []
+    if not language:
+        return [f"{config.model_name} models one language: name it (--language=nl reads the Dutch side of the "
+                f"corpus's en-nl pair; --pair picks another pair{', now ' + config.pair if config.pair else ''})"]
+    if not config.pair:
+        return [f"language={language!r}: name the pair whose {language} side to read, e.g. --pair={language}-de"]
+    from xling_zoo.data.corpus import Pair  # Late: corpus imports TFDS.
+
+    try:
+        pair = Pair.parse(config.pair)
+    except UserError as error:
+        return [f"pair={config.pair!r}: {error}"]
+    if pair.is_multi_source or pair.is_multi_target:
+        return [f"pair={pair}: a language model reads one side of a single pair (e.g. en-{language})"]
+    if language not in pair.source_languages + pair.target_languages:
+        return [f"language={language!r} is not a side of pair={pair}: a language model reads one side of the "
+                f"pair's corpus (e.g. --pair={pair.source_languages[0]}-{language})"]
+    if config.mix.pair and config.mix.ratio:
+        return ["mix.pair: mixed fine-tuning mixes translation pairs; a language model takes none"]
+    return []
 
 
 def _pair_problems(config):
@@ -247,5 +285,12 @@ def _lookup(config, dotted):
 
 
 def incompatible_keys(existing, new):
-    """Keys in ARCHITECTURE_KEYS whose values differ between two configs."""
-    return [k for k in ARCHITECTURE_KEYS if _tuplify(_lookup(existing, k)) != _tuplify(_lookup(new, k))]
+    """Keys in ARCHITECTURE_KEYS whose values differ between two configs (a key one of them lacks,
+    from before it existed, counts at its default)."""
+    defaults = common_defaults()
+
+    def value(config, key):
+        found = _lookup(config, key)
+        return _tuplify(_lookup(defaults, key) if found is None else found)
+
+    return [k for k in ARCHITECTURE_KEYS if value(existing, k) != value(new, k)]

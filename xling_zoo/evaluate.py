@@ -3,20 +3,23 @@ split, the way its task says (``Task.evaluate``), and writes the outputs next to
 (test) or ``metrics_<split>.json`` (other splits).
 
 A translator (``evaluate_translations``, ``[--beam_size=N] [--pair=...]``) is scored with sacreBLEU:
-BLEU, chrF and TER, with their signatures, against a copy-the-source floor.
+BLEU, chrF and TER, with their signatures, against a copy-the-source floor. A language model
+(``evaluate_language_model``) by perplexity.
 """
 
 import json
+import math
 import sys
 import time
 
 import sacrebleu
+import tensorflow as tf
 
 from xling_zoo import workdir as workdir_lib
-from xling_zoo.data import corpus
+from xling_zoo.data import corpus, pipeline
 from xling_zoo.decode import Translator
 from xling_zoo.errors import UserError
-from xling_zoo.models.base import Evaluation
+from xling_zoo.models.base import Evaluation, text_side
 
 
 def score(hypotheses, references, target_language):
@@ -34,6 +37,11 @@ def score(hypotheses, references, target_language):
         result[name] = round(metric.corpus_score(hypotheses, [references]).score, 2)
         result["signatures"][name] = str(metric.get_signature())
     return result
+
+
+def perplexity(mean_loss):
+    """exp(mean negative log-likelihood per token), capped where exp would overflow."""
+    return math.exp(min(mean_loss, 700.0))
 
 
 def evaluate_run(workdir, split="test", max_examples=0, **options):
@@ -115,15 +123,60 @@ def evaluate_translations(run, split, max_examples=0, beam_size=None, pair=None,
                       name=str(eval_pair) if eval_pair != run.pair else "")
 
 
+def evaluate_language_model(run, split, max_examples=0):
+    """A language model's evaluation (``LanguageModelTask.evaluate``): perplexity of ``split``'s
+    sentences in the run's language, exp(mean negative log-likelihood per token, eos included), and
+    each sentence's own perplexity as its output line. Sentences over data.max_length are scored
+    on their first max_length tokens (counted)."""
+    config = run.config
+    examples = corpus.read_split(config.corpus, run.pair, split, data_dir=config.data_dir or None,
+                                 skip_bad_lines=config.get("skip_bad_lines", False))
+    if max_examples:
+        examples = examples[:max_examples]
+    if not examples:
+        raise UserError(f"the {split} split of {config.corpus} {run.pair} is empty")
+    side = text_side(config)
+    sentences = [e[side] for e in examples]
+    start = time.time()
+    losses, tokens, cut = [], [], 0
+    for begin in range(0, len(sentences), config.eval.batch_size):
+        batch = tf.constant(sentences[begin:begin + config.eval.batch_size])
+        inputs, labels, overlength = pipeline.lm_ids(run.tokenizers.target, batch, config.data.max_length,
+                                                     truncate=True)
+        token_losses = run.model.token_losses({"decoder_token_ids": inputs.to_tensor(),
+                                               "target_token_ids": labels.to_tensor()})
+        losses += tf.reduce_sum(token_losses, axis=1).numpy().tolist()
+        tokens += labels.row_lengths().numpy().tolist()
+        cut += int(tf.reduce_sum(tf.cast(overlength, tf.int32)))
+    mean = sum(losses) / max(sum(tokens), 1)
+    metrics = {
+        "split": split,
+        "language": config.language,
+        "examples": len(sentences),
+        "tokens": int(sum(tokens)),
+        "loss": round(mean, 4),
+        "perplexity": round(perplexity(mean), 4),
+        "sentences_cut_to_max_length": cut,
+        "seconds": round(time.time() - start, 1),
+        "checkpoint": str(run.checkpoint),
+    }
+    outputs = [f"{perplexity(loss / max(count, 1)):.4f}" for loss, count in zip(losses, tokens)]
+    return Evaluation(metrics, outputs, "perplexities{suffix}.txt", "perplexities")
+
+
+# What python -m xling_zoo.evaluate prints of the metrics it wrote (each task's own, where present).
+SUMMARY_KEYS = ("split", "pair", "language", "examples", "bleu", "chrf", "ter", "copy_source", "tokens", "loss",
+                "perplexity")
+
+
 def main(argv):
     from absl import flags
 
     FLAGS = flags.FLAGS
     metrics = evaluate_run(FLAGS.workdir, split=FLAGS.split, beam_size=FLAGS.beam_size,
                            max_examples=FLAGS.max_examples, pair=FLAGS.pair, jit_compile=FLAGS.jit_compile)
-    summary = {k: metrics[k] for k in ("split", "pair", "examples", "bleu", "chrf", "ter", "copy_source")}
-    print(json.dumps(summary, indent=2))
-    if metrics["bleu"] <= metrics["copy_source"]["bleu"]:
+    print(json.dumps({k: metrics[k] for k in SUMMARY_KEYS if k in metrics}, indent=2))
+    if "bleu" in metrics and metrics["bleu"] <= metrics["copy_source"]["bleu"]:
         print(f"Warning: BLEU {metrics['bleu']} is not above copying the source ({metrics['copy_source']['bleu']}): "
               "these translations are no more useful than their input", file=sys.stderr)
 

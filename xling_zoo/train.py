@@ -1,7 +1,8 @@
 """Train a registered model: ``python -m xling_zoo.train --model=lstm_seq2seq``.
 
 With no other flag it trains on the built-in corpus (en-de) into runs/<model>-<pair>/; rerunning the
-same command resumes from the latest checkpoint. The loop itself is ``trainer.train_and_evaluate``.
+same command resumes from the latest checkpoint. A language model reads one language:
+``python -m xling_zoo.train --model=lm --language=nl`` (runs/lm-nl/). The loop itself is ``trainer.train_and_evaluate``.
 """
 
 from absl import flags
@@ -18,6 +19,8 @@ flags.DEFINE_multi_string("set", [], "Config override key=value, repeatable: --s
 flags.DEFINE_string("workdir", None, "Run directory (default: runs/<model>-<pair>).")
 flags.DEFINE_string("corpus", None, "Corpus spec: builtin | tfds:NAME/CONFIG | tsv:PATH | text:PREFIX.")
 flags.DEFINE_string("pair", None, "Language pair SRC-TGT (or SRC1,SRC2-TGT).")
+flags.DEFINE_string("language", None, "A language model's (--model=lm) one language: it reads that side of "
+                    "--pair's corpus (default en-LANGUAGE).")
 flags.DEFINE_string("data_dir", None, "Prepared-data directory (default $XLING_ZOO_DATA_DIR or ~/.cache/xling_zoo).")
 flags.DEFINE_integer("max_train_examples", None, "Train on this many pairs only (deterministic subsample).")
 flags.DEFINE_integer("steps", None, "Total training steps (overrides epochs).")
@@ -34,7 +37,7 @@ cli.define_thread_flags()
 
 # Flags that are shortcuts for config fields.
 FLAG_TO_CONFIG = {
-    "corpus": "corpus", "pair": "pair", "data_dir": "data_dir", "max_train_examples": "max_train_examples",
+    "corpus": "corpus", "pair": "pair", "language": "language", "data_dir": "data_dir", "max_train_examples": "max_train_examples",
     "steps": "train.steps", "epochs": "train.epochs", "max_minutes": "train.max_minutes", "seed": "train.seed",
     "strategy": "train.strategy", "mixed_precision": "train.mixed_precision", "jit_compile": "train.jit_compile",
     "deterministic": "train.deterministic", "skip_bad_lines": "skip_bad_lines",
@@ -52,7 +55,7 @@ def main(argv):
         print("\n".join(list_models()))
         return
     config = config_from_flags()
-    workdir = FLAGS.workdir or f"runs/{config.model_name}-{config.pair.replace(',', '+')}"
+    workdir = FLAGS.workdir or f"runs/{config.model_name}-{config.get('language') or config.pair.replace(',', '+')}"
     from xling_zoo import trainer  # Imported late: --list_models and flag errors stay fast.
 
     trainer.train_and_evaluate(config, workdir)

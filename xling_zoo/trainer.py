@@ -26,7 +26,7 @@ from xling_zoo import checkpoints
 from xling_zoo import config as config_lib
 from xling_zoo import workdir as workdir_lib
 from xling_zoo.data import corpus, mixing, pipeline
-from xling_zoo.data.tokenizer import SubwordTokenizer, Tokenizers, small_corpus_vocab_size, train_tokenizers
+from xling_zoo.data.tokenizer import SubwordTokenizer, Tokenizers, small_corpus_vocab_size
 from xling_zoo.errors import Interrupted, UserError
 from xling_zoo.registry import get_model
 from xling_zoo.strategy import STRATEGIES, is_chief, make_strategy  # noqa: F401  (STRATEGIES: re-exported)
@@ -302,13 +302,11 @@ def _tokenizers_for(config, workdir, status, chief, pair, train_examples, transf
         return Tokenizers(SubwordTokenizer(child.source.model_proto),
                           None if child.joint else SubwordTokenizer(child.target.model_proto))
     vocab_size = small_corpus_vocab_size(config.tokenizer.vocab_size, len(train_examples))
-    print(f"Training SentencePiece ({config.tokenizer.model_type}, {vocab_size} pieces) on {len(train_examples)} pairs" +
+    print(f"Training SentencePiece ({config.tokenizer.model_type}, {vocab_size} pieces) on {len(train_examples)} "
+          f"{'sentences' if config.get('language') else 'pairs'}" +
           (f" (tokenizer.vocab_size={config.tokenizer.vocab_size} capped for a small corpus)"
            if vocab_size < config.tokenizer.vocab_size else ""))
-    # Tags for every language of the training examples, the mixed-in pair's included.
-    run_languages = mixing.languages(config)
-    languages = sorted(set(run_languages.source) | set(run_languages.target))
-    return train_tokenizers(train_examples, config.tokenizer, languages, seed=config.train.seed)
+    return get_model(config.model_name).train_tokenizers(config, train_examples)
 
 
 def train_and_evaluate(config, workdir, transfer=None, splits=None):

@@ -7,7 +7,7 @@ The trainer calls the validator at every evaluation and ranks its figures by the
 import tensorflow as tf
 
 from xling_zoo.decode import Translator
-from xling_zoo.evaluate import score
+from xling_zoo.evaluate import perplexity, score
 
 
 def never_empty(batch):
@@ -23,6 +23,54 @@ def never_empty(batch):
         return tf.pad(v, [[0, rows]])
 
     return {k: pad(v) for k, v in batch.items()}
+
+
+class LossSums:
+    """Sums (weighted loss, tokens) of ``weighted_loss(batch)`` over a distributed validation dataset.
+
+    Its step is traced once for all batch shapes (the signature leaves them open): validation
+    batches come in one shape per length bucket, and each new shape traced the loss graph again.
+    Called with ``should_stop`` (asked between batches), it returns None once that is True.
+    """
+
+    def __init__(self, strategy, dataset, weighted_loss):
+        self.dataset = dataset
+
+        @tf.function(input_signature=[dataset.element_spec])
+        def step(batch):
+            weighted, tokens = strategy.run(lambda b: weighted_loss(never_empty(b)), args=(batch,))
+            sum_ = tf.distribute.ReduceOp.SUM
+            return strategy.reduce(sum_, weighted, axis=None), strategy.reduce(sum_, tokens, axis=None)
+
+        self.step = step
+
+    def __call__(self, should_stop=None):
+        total, tokens = 0.0, 0.0
+        for batch in self.dataset:
+            if should_stop is not None and should_stop():
+                return None
+            weighted, count = self.step(batch)
+            total += float(weighted)
+            tokens += float(count)
+        return total, tokens
+
+
+class PerplexityValidator:
+    """A language model's validation (``LanguageModelTask.make_validator``): the mean negative
+    log-likelihood per token of the whole validation split (distributed) and its perplexity."""
+
+    def __init__(self, strategy, model, dataset_fn):
+        def nll_sums(batch):
+            return tf.reduce_sum(model.token_losses(batch)), model.count_target_tokens(batch)
+
+        self.loss_sums = LossSums(strategy, strategy.distribute_datasets_from_function(dataset_fn), nll_sums)
+
+    def __call__(self, should_stop=None):
+        sums = self.loss_sums(should_stop)
+        if sums is None:
+            return None
+        mean = sums[0] / max(sums[1], 1.0)
+        return {"validation_loss": mean, "validation_perplexity": perplexity(mean)}
 
 
 class TranslationValidator:
@@ -50,33 +98,20 @@ class TranslationValidator:
         self.floor = {"validation_bleu": copy["bleu"], "validation_chrf": copy["chrf"]}
         self.floor_description = "copying the source"
 
-        # Traced once for all batch shapes (the signature leaves them open): validation batches come
-        # in one shape per length bucket, and each new shape traced the loss graph again.
-        @tf.function(input_signature=[self.dataset.element_spec])
-        def loss_step(batch):
-            def step_fn(batch):
-                batch = never_empty(batch)
-                tokens = self.model.count_target_tokens(batch)
-                losses = self.model.compute_losses(batch, training=False)
-                # Translation loss alone where a model adds other terms (the adversarial
-                # discriminator), so validation losses compare across models.
-                loss = tf.cast(losses.get("translation_loss", losses["loss"]), tf.float32)
-                return loss * tokens, tokens
+        def weighted_loss(batch):
+            tokens = self.model.count_target_tokens(batch)
+            losses = self.model.compute_losses(batch, training=False)
+            # Translation loss alone where a model adds other terms (the adversarial discriminator),
+            # so validation losses compare across models.
+            return tf.cast(losses.get("translation_loss", losses["loss"]), tf.float32) * tokens, tokens
 
-            weighted, tokens = strategy.run(step_fn, args=(batch,))
-            sum_ = tf.distribute.ReduceOp.SUM
-            return strategy.reduce(sum_, weighted, axis=None), strategy.reduce(sum_, tokens, axis=None)
-
-        self.loss_step = loss_step
+        self.loss_sums = LossSums(strategy, self.dataset, weighted_loss)
 
     def __call__(self, should_stop=None):
-        total, tokens = 0.0, 0.0
-        for batch in self.dataset:
-            if should_stop is not None and should_stop():
-                return None
-            weighted, count = self.loss_step(batch)
-            total += float(weighted)
-            tokens += float(count)
+        sums = self.loss_sums(should_stop)
+        if sums is None:
+            return None
+        total, tokens = sums
         hypotheses = [None] * len(self.examples)
         for target, translator in self.translators.items():
             index = [i for i, e in enumerate(self.examples) if e.get("target_language", target) == target]

@@ -231,14 +231,72 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
             features = {key: tf.ragged.boolean_mask(value, keep) for key, value in features.items()}
         return features
 
+    # Tokenize 256 pairs per op call, then regroup the pairs by length.
+    features = examples.batch(TOKENIZE_BATCH).map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    return _bucketed_batches(features, shapes, static_shapes)
+
+
+def lm_ids(tokenizer, strings, max_length, truncate):
+    """decoder_token_ids ([bos] + pieces) and target_token_ids (pieces + [eos]) of a batch of
+    sentences, and which of them exceed ``max_length``; cut to it when ``truncate``."""
+    pieces = _pieces(tokenizer, strings)
+    overlength = pieces.row_lengths() + 1 > max_length
+    cut = max_length if truncate else None
+    return _with_specials(pieces, [BOS_ID], [], cut), _with_specials(pieces, [], [EOS_ID], cut), overlength
+
+
+def lm_length_report(texts, tokenizer, data_config):
+    """``length_report`` for a language model's sentences (a dataset of tf.string scalars)."""
+    _check_data_config(data_config)
+
+    def count(strings):
+        _, _, overlength = lm_ids(tokenizer, strings, data_config.max_length, truncate=False)
+        return tf.size(overlength, tf.int64), tf.reduce_sum(tf.cast(overlength, tf.int64))
+
+    total, overlength = (
+        texts.batch(TOKENIZE_BATCH).map(count, num_parallel_calls=tf.data.AUTOTUNE)
+        .reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+                lambda acc, x: (acc[0] + x[0], acc[1] + x[1])))
+    return {"examples": int(total), "overlength": int(overlength), "action": data_config.overlength}
+
+
+def make_lm_dataset(texts, tokenizer, data_config, *, training, input_context=None, seed=0, static_shapes=False):
+    """A language model's batches of ``decoder_token_ids`` ([bos] + pieces) and ``target_token_ids``
+    (pieces + [eos]) from ``texts``, a dataset of tf.string scalars (one sentence each): sharded,
+    shuffled, length-limited and bucketed exactly as ``make_dataset`` does a translator's pairs."""
+    _check_data_config(data_config)
+    shapes = batch_shapes(data_config, input_context)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        texts = texts.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        texts = texts.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    truncate = data_config.overlength == "truncate"
+
+    def encode(strings):
+        inputs, labels, overlength = lm_ids(tokenizer, strings, data_config.max_length, truncate)
+        features = {"decoder_token_ids": inputs, "target_token_ids": labels}
+        if not truncate:
+            features = {key: tf.ragged.boolean_mask(value, tf.logical_not(overlength))
+                        for key, value in features.items()}
+        return features
+
+    features = texts.batch(TOKENIZE_BATCH).map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    return _bucketed_batches(features, shapes, static_shapes)
+
+
+def _bucketed_batches(features, shapes, static_shapes):
+    """Dicts of ragged int32 rows (and scalars) -> 0-padded batches grouped by length: the longest
+    row of an example picks the smallest bucket of ``shapes`` ([(B, L)], ``batch_shapes``) it fits,
+    and its batch holds B examples padded to L. Batching a bucket's ragged elements and padding the
+    batch costs one op per batch instead of one per example."""
     bucket_lengths = tf.constant([length for _, length in shapes], tf.int64)
     bucket_batch_sizes = tf.constant([size for size, _ in shapes], tf.int64)
 
     def bucket(features):
-        longer = tf.maximum(tf.size(features["encoder_token_ids"], tf.int64),
-                            tf.size(features["target_token_ids"], tf.int64))
-        # The first bucket whose length holds the longer side.
-        return tf.reduce_sum(tf.cast(longer > bucket_lengths, tf.int64))
+        longest = tf.reduce_max(tf.stack([tf.size(value, tf.int64) for value in features.values()
+                                          if value.shape.rank == 1]))
+        # The first bucket whose length holds the longest row.
+        return tf.reduce_sum(tf.cast(longest > bucket_lengths, tf.int64))
 
     def pad_to_bucket(features, length, rows=None):
         """Dense [rows, length] batches; rows=None keeps the batch's own number of rows."""
@@ -258,13 +316,8 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
         rows = size if static_shapes else None
         return window.batch(size).map(lambda f: pad_to_bucket(f, length, rows))
 
-    # Tokenize 256 pairs per op call, then regroup the pairs by length. Batching a bucket's ragged
-    # elements and padding the batch costs one op per batch instead of one per pair.
-    dataset = (
-        examples.batch(TOKENIZE_BATCH)
-        .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-        .unbatch()
-        .group_by_window(bucket, batch_bucket, window_size_func=lambda key: tf.gather(bucket_batch_sizes, key)))
+    dataset = features.group_by_window(bucket, batch_bucket,
+                                       window_size_func=lambda key: tf.gather(bucket_batch_sizes, key))
     if static_shapes and len(shapes) == 1:
         # The bucket is chosen at run time, so tf.data cannot infer the one shape it always has.
         (size, length), = shapes

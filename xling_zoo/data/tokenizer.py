@@ -310,13 +310,15 @@ def small_corpus_vocab_size(vocab_size, pairs):
     return min(vocab_size, max(MIN_SMALL_CORPUS_VOCAB, pairs))
 
 
-def train_tokenizers(train_examples, tokenizer_config, languages, seed=1):
+def train_tokenizers(train_examples, tokenizer_config, languages, seed=1, side=None):
     """Trains the run's tokenizers on the training split.
 
     train_examples: iterable of {"source", "target", ...} dicts of str (or bytes).
     tokenizer_config: the ``tokenizer`` config section (vocab_size, model_type, joint,
       max_training_sentences); vocab_size is capped for small corpora (``small_corpus_vocab_size``).
     languages: every language of the pair; each gets a tag ``<2xx>`` in every tokenizer.
+    side: "source" or "target": one tokenizer trained on that side's text only (a language model's
+      one language); None: the pair's (joint or one per side, as ``tokenizer_config`` says).
     """
     limit = tokenizer_config.max_training_sentences
     sources, targets = [], []
@@ -328,6 +330,8 @@ def train_tokenizers(train_examples, tokenizer_config, languages, seed=1):
     # Sampled per side, so a joint vocabulary is balanced between the two languages.
     sources = _sample(sources, limit, random.Random(seed))
     targets = _sample(targets, limit, random.Random(seed + 1))
+    if side is not None:
+        sources, targets = (sources, []) if side == "source" else (targets, [])
     tags = [language_tag(lang) for lang in dict.fromkeys(languages)]
     vocab_size = small_corpus_vocab_size(tokenizer_config.vocab_size, len(sources))
 
@@ -336,6 +340,6 @@ def train_tokenizers(train_examples, tokenizer_config, languages, seed=1):
             sentences, vocab_size=vocab_size, model_type=tokenizer_config.model_type,
             language_tags=tags, seed=seed, hard_vocab_limit=vocab_size == tokenizer_config.vocab_size)
 
-    if tokenizer_config.joint:
+    if tokenizer_config.joint or side is not None:
         return Tokenizers(train(sources + targets))
     return Tokenizers(train(sources), train(targets))

@@ -27,9 +27,9 @@ A ``Task`` is a Keras model plus the few things the rest of xling_zoo asks of it
   child's ``model`` section when a run of another model type is transferred into this one (the
   transfer step then copies the weights whose names both models share), or a UserError.
 
-``Seq2SeqTask`` adds what decoding and export need: ``encode`` and a cached ``decode_step``. Later
-task types (a decoder-only language model, an encoder classifier) subclass ``Task`` directly with
-their own ``task_type`` and batch keys; nothing in the registry or transfer step assumes seq2seq.
+``Seq2SeqTask`` adds what decoding and export need: ``encode`` and a cached ``decode_step``.
+``LanguageModelTask`` (the ``lm``) is a decoder-only model of one language, scored by perplexity; a
+later classifier subclasses ``Task`` the same way, with its own ``task_type`` and batch keys.
 
 Batches are dicts produced by ``xling_zoo.data.pipeline``:
   encoder_token_ids  int32 [batch, source_len]  source pieces (+ target-language tag) + eos, 0-padded
@@ -44,6 +44,7 @@ import keras
 import tensorflow as tf
 
 from xling_zoo.data import corpus, mixing, pipeline
+from xling_zoo.data import tokenizer as tokenizer_lib
 from xling_zoo.errors import UserError
 
 PAD_ID = 0
@@ -81,8 +82,8 @@ class Task(keras.Model):
 
     # Set by @register_model.
     registered_name = None
-    # What the batches look like and what decoding/export offer: "seq2seq" today; "lm" and
-    # "classifier" are the task types planned next.
+    # What the batches look like and what decoding/export offer: "seq2seq" or "lm" ("classifier"
+    # is planned next).
     task_type = None
     # Whether the model learns from batch["source_language_id"] (a language discriminator does): then
     # every training example's source language must be one of the run's pair (see data/mixing.py).
@@ -125,6 +126,11 @@ class Task(keras.Model):
                                   "(Seq2SeqTask's are a translator's)")
 
     @classmethod
+    def train_tokenizers(cls, config, train_examples):
+        """The run's ``Tokenizers``, trained on its training ``examples`` (``corpus.read_split``'s list)."""
+        raise NotImplementedError
+
+    @classmethod
     def length_report(cls, config, tokenizers, examples):
         """What the trainer records about the training ``examples``' lengths: at least {"examples": n}."""
         return {"examples": int(examples.reduce(0, lambda count, _: count + 1))}
@@ -161,8 +167,29 @@ class Task(keras.Model):
 
     def count_target_tokens(self, batch):
         """float32 scalar: the tokens of ``batch`` that the loss is over (for tokens/s and for
-        weighting validation losses)."""
+        weighting validation losses): its non-padding ``target_token_ids``."""
+        return tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], PAD_ID), tf.float32))
+
+    @property
+    def loss_on_real_positions(self):
+        """Apply the output layer at the non-padding target positions only ([tokens, vocab] logits
+        instead of [batch, length, vocab]): 1.11-1.12x training tokens/s for the default lstm_seq2seq
+        on a CPU, whose bucketed batches are 25 % padding (benchmarks/). The gather has a
+        data-dependent shape, so not with ``static_shapes`` (XLA, TPUs)."""
+        return not self.static_shapes
+
+    def output_logits(self, features, training=False):
+        """The output layer: features [..., width] -> float32 logits [..., target vocab]."""
         raise NotImplementedError
+
+    def sequence_loss(self, labels, features, training=False):
+        """Mean label-smoothed cross-entropy of the output layer on ``features`` [batch, length,
+        width] over the non-padding ``labels`` [batch, length]."""
+        if not self.loss_on_real_positions:
+            return sequence_cross_entropy(labels, self.output_logits(features, training), self.label_smoothing)
+        real = tf.where(tf.not_equal(labels, PAD_ID))
+        logits = self.output_logits(tf.gather_nd(features, real), training)
+        return token_cross_entropy(tf.gather_nd(labels, real), logits, self.label_smoothing)
 
     def compute_losses(self, batch, training=False):
         raise NotImplementedError
@@ -236,6 +263,14 @@ class Seq2SeqTask(Task):
                                      static_shapes=static_shapes)
 
     @classmethod
+    def train_tokenizers(cls, config, train_examples):
+        """SentencePiece on both sides (joint, or one per side), with a tag for every language of the
+        training examples, the mixed-in pair's included."""
+        run_languages = mixing.languages(config)
+        languages = sorted(set(run_languages.source) | set(run_languages.target))
+        return tokenizer_lib.train_tokenizers(train_examples, config.tokenizer, languages, seed=config.train.seed)
+
+    @classmethod
     def length_report(cls, config, tokenizers, examples):
         """How many pairs exceed data.max_length, and whether they are dropped or truncated."""
         return pipeline.length_report(examples, tokenizers, config.data,
@@ -260,36 +295,16 @@ class Seq2SeqTask(Task):
                                 target_language=target_language_of(run.pair, target_language))
         return ServingGraph(translator, max_input_bytes, split_long_sentences)
 
-    def count_target_tokens(self, batch):
-        return tf.reduce_sum(tf.cast(tf.not_equal(batch["target_token_ids"], PAD_ID), tf.float32))
-
-    @property
-    def loss_on_real_positions(self):
-        """Apply the output layer at the non-padding target positions only ([tokens, vocab] logits
-        instead of [batch, length, vocab]): 1.11-1.12x training tokens/s for the default lstm_seq2seq
-        on a CPU, whose bucketed batches are 25 % padding (benchmarks/). The gather has a
-        data-dependent shape, so not with ``static_shapes`` (XLA, TPUs)."""
-        return not self.static_shapes
-
     def decoder_features(self, inputs, training=False):
         """Teacher-forced decoder output before the output layer: [batch, target_len, width]."""
-        raise NotImplementedError
-
-    def output_logits(self, features, training=False):
-        """The output layer: features [..., width] -> float32 logits [..., target vocab]."""
         raise NotImplementedError
 
     def call(self, inputs, training=False):
         return self.output_logits(self.decoder_features(inputs, training), training)
 
     def translation_loss(self, labels, features, training=False):
-        """Mean label-smoothed cross-entropy of the output layer on ``features`` [batch, target_len,
-        width] over the non-padding ``labels``."""
-        if not self.loss_on_real_positions:
-            return sequence_cross_entropy(labels, self.output_logits(features, training), self.label_smoothing)
-        real = tf.where(tf.not_equal(labels, PAD_ID))
-        logits = self.output_logits(tf.gather_nd(features, real), training)
-        return token_cross_entropy(tf.gather_nd(labels, real), logits, self.label_smoothing)
+        """The translation's ``sequence_loss`` (the adversarial model adds its own terms to it)."""
+        return self.sequence_loss(labels, features, training)
 
     def encode(self, encoder_token_ids, max_decode_length, static_shapes=True):
         """Runs the encoder once. Returns the decoder's initial state: a nest of tensors whose
@@ -354,3 +369,80 @@ def sequence_cross_entropy(labels, logits, label_smoothing=0.0):
     token_loss = _token_losses(labels, logits, label_smoothing)
     mask = tf.cast(tf.not_equal(labels, PAD_ID), tf.float32)
     return tf.reduce_sum(token_loss * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def text_side(config):
+    """"source" or "target": the side of ``config.pair``'s corpus that holds ``config.language`` (the
+    text a language model reads)."""
+    return "source" if config.language in corpus.Pair.parse(config.pair).source_languages else "target"
+
+
+class LanguageModelTask(Task):
+    """A decoder-only language model of one language (``config.language``): next-token loss on the
+    sentences of that side of ``config.pair``'s corpus, each read as [bos] + pieces -> pieces + [eos].
+
+    Its batches hold ``decoder_token_ids`` and ``target_token_ids`` only (the keys a translator's
+    decoder reads and is scored on, so an LM's decoder transfers into a translator's by name). A model
+    supplies ``decoder_features`` and ``output_logits``. Validation and ``evaluate`` report perplexity,
+    exp(mean negative log-likelihood per target token, eos included, without label smoothing).
+    """
+
+    task_type = "lm"
+    selection_metrics = {"perplexity": "min", "loss": "min"}
+
+    @classmethod
+    def texts(cls, config, examples):
+        """The model's sentences (tf.string scalars) from a split's examples (dicts of a pair's text)."""
+        side = text_side(config)
+        return examples.map(lambda example: example[side])
+
+    @classmethod
+    def train_tokenizers(cls, config, train_examples):
+        """One SentencePiece model on the language's sentences only."""
+        return tokenizer_lib.train_tokenizers(train_examples, config.tokenizer, [config.language],
+                                              seed=config.train.seed, side=text_side(config))
+
+    @classmethod
+    def build_inputs(cls, config, tokenizers, examples, *, training, input_context=None, static_shapes=False):
+        return pipeline.make_lm_dataset(cls.texts(config, examples), tokenizers.target, config.data,
+                                        training=training, input_context=input_context, seed=config.train.seed,
+                                        static_shapes=static_shapes)
+
+    @classmethod
+    def length_report(cls, config, tokenizers, examples):
+        return pipeline.lm_length_report(cls.texts(config, examples), tokenizers.target, config.data)
+
+    def make_validator(self, strategy, dataset_fn, config, tokenizers, validation_examples, pair):
+        from xling_zoo.validation import PerplexityValidator
+
+        return PerplexityValidator(strategy, self, dataset_fn)
+
+    def evaluate(self, run, split, max_examples=0, beam_size=None, pair=None, jit_compile=False):
+        from xling_zoo.evaluate import evaluate_language_model
+
+        if beam_size is not None or pair:
+            raise UserError(f"--{'beam_size' if beam_size is not None else 'pair'} is a translator's option; "
+                            f"{run.workdir} holds a language model, which evaluate scores by perplexity")
+        return evaluate_language_model(run, split, max_examples=max_examples)
+
+    def decoder_features(self, inputs, training=False):
+        """[batch, length, width]: what the output layer reads at every position of
+        ``inputs["decoder_token_ids"]``, each seeing itself and the positions before it."""
+        raise NotImplementedError
+
+    def call(self, inputs, training=False):
+        return self.output_logits(self.decoder_features(inputs, training), training)
+
+    def compute_losses(self, batch, training=False):
+        features = self.decoder_features(batch, training)
+        return {"loss": self.sequence_loss(batch["target_token_ids"], features, training)}
+
+    def token_losses(self, batch):
+        """float32 [batch, length]: each target token's negative log-likelihood, without label
+        smoothing (what perplexity is of); 0 at padding."""
+        labels = batch["target_token_ids"]
+        losses = _token_losses(labels, self(batch, training=False), 0.0)
+        return losses * tf.cast(tf.not_equal(labels, PAD_ID), tf.float32)
+
+    def dummy_inputs(self):
+        return {"decoder_token_ids": tf.constant([[5, 6, 3]], tf.int32)}
