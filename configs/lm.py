@@ -34,8 +34,10 @@ def get_config():
     config.model.lstm.num_layers = 1
     config.model.lstm.dropout = 0.1
 
-    # Validation perplexity picks the best checkpoint and stops early.
+    # Validation perplexity picks the best checkpoint and stops early; no label smoothing, so the
+    # training loss is the negative log-likelihood that perplexity is of.
     config.train.selection_metric = "perplexity"
+    config.train.label_smoothing = 0.0
     config.train.steps = 3000
     config.train.eval_every_steps = 250
     config.train.early_stopping_patience = 4

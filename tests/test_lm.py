@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import make_pairs, run_cli_commands, shrink
+from tests.conftest import make_pairs, run_cli_commands, shrink, write_tsv
 from xling_zoo import config as config_lib
 from xling_zoo import trainer
 from xling_zoo import workdir as workdir_lib
@@ -149,3 +149,172 @@ def test_a_run_directory_from_before_the_language_key_still_resumes(tiny_config,
     german, english = lm_config(config.corpus), lm_config(config.corpus)
     english.language = "en"
     assert config_lib.incompatible_keys(german, english) == ["language"]
+
+
+# --- A language model's weights into a translator (transfer across task types, by name) -------------
+
+def lm_child(lm_workdir, tiny_tsv, tmp_path, model_name="transformer", **options):
+    from xling_zoo import transfer as transfer_lib
+
+    overrides = ["train.steps=4", "train.eval_every_steps=4", "eval.validation_bleu_examples=8",
+                 "model.num_encoder_layers=1"] if model_name == "transformer" else ["train.steps=4",
+                                                                                     "train.eval_every_steps=4"]
+    return transfer_lib.transfer(lm_workdir, tmp_path / "child", "en-de", corpus_spec=tiny_tsv, model_name=model_name,
+                                 overrides=options.pop("overrides", overrides), **options)
+
+
+def test_an_lm_parent_gives_a_transformer_child_its_decoder(lm_run, tiny_tsv, tmp_path):
+    from xling_zoo import transfer as transfer_lib
+
+    workdir, _ = lm_run
+    lm_child(workdir, tiny_tsv, tmp_path)
+    report = json.loads((tmp_path / "child" / "transfer.json").read_text())
+    child = json.loads((tmp_path / "child" / "config.json").read_text())
+    # The decoder sized as the lm; the child's own training settings, not the lm's.
+    assert (child["model"]["num_decoder_layers"], child["model"]["hidden_dim"], child["model"]["intermediate_dim"]) == (1, 32, 64)
+    assert (child["language"], child["train"]["selection_metric"], child["model_name"]) == ("", "bleu", "transformer")
+    assert report["parent_not_used"] == []  # Every weight of the lm has its place.
+    taken = report["copied"] + list(report["remapped"])
+    assert "transformer/shared_embedding/embeddings" in taken and "transformer/logits/bias" in taken
+    assert any("decoder_layer_0/self_attention/query/kernel" in path for path in taken)
+    assert any("decoder_layer_0/feedforward_output_dense" in path for path in taken)
+    assert all("cross_attention" not in path and "encoder_layer" not in path for path in taken)
+    assert any("decoder_layer_0/cross_attention" in path for path in report["new"])
+    assert any("encoder_layer_0" in path for path in report["new"])
+    assert report["child"]["mix"]["ratio"] == 0.0  # An lm has no pairs to mix in.
+
+    # The values: a freshly built child, initialised by the hook, holds the lm's weights.
+    parent = workdir_lib.load_run(workdir)
+    config = transfer_lib.make_child_config(parent.config, "en-de", tiny_tsv, model_name="transformer",
+                                            overrides=["model.num_encoder_layers=1"])
+    tokenizers = transfer_lib.child_tokenizers(parent.tokenizers, transfer_lib.mixing.languages(config), "parent",
+                                               config.tokenizer)
+    model = workdir_lib.build_model(config, tokenizers)
+    transfer_lib.Transfer(parent, tokenizers).initialize(model)
+    ours = {v.path.split("/", 1)[1]: v.numpy() for v in model.weights}
+    theirs = {v.path.split("/", 1)[1]: v.numpy() for v in parent.model.weights}
+    np.testing.assert_array_equal(ours["decoder_layer_0/self_attention/query/kernel"],
+                                  theirs["decoder_layer_0/self_attention/query/kernel"])
+    rows = theirs["target_embedding/embeddings"].shape[0]
+    np.testing.assert_array_equal(ours["shared_embedding/embeddings"][:rows], theirs["target_embedding/embeddings"])
+
+
+def test_the_child_of_another_type_takes_its_defaults_from_config(lm_run, tiny_tsv):
+    from xling_zoo import config as config_module
+    from xling_zoo import transfer as transfer_lib
+
+    parent = workdir_lib.load_run(lm_run[0])
+    tiny = config_module.CONFIG_DIR / "transformer_tiny.py"
+    config = transfer_lib.make_child_config(parent.config, "en-de", tiny_tsv, model_name="transformer",
+                                            config_file=tiny)
+    assert (config.model.num_encoder_layers, config.train.learning_rate) == (2, 2e-3)  # transformer_tiny's
+    assert config.model.hidden_dim == 32  # The lm's decoder width.
+    with pytest.raises(UserError, match="--config=.* is for a child of another model type"):
+        transfer_lib.make_child_config(parent.config, "en-de", tiny_tsv, config_file=tiny)
+
+
+def test_an_lstm_lm_gives_an_lstm_seq2seq_child_its_decoder(tiny_tsv, tmp_path):
+    config = lm_config(tiny_tsv, "model.decoder_type=lstm", "model.lstm.embedding_dim=16", "model.lstm.units=16",
+                       "train.steps=3", "train.eval_every_steps=3")
+    trainer.train_and_evaluate(config, tmp_path / "lstm_lm")
+    lm_child(tmp_path / "lstm_lm", tiny_tsv, tmp_path, model_name="lstm_seq2seq")
+    report = json.loads((tmp_path / "child" / "transfer.json").read_text())
+    taken = report["copied"] + list(report["remapped"])
+    assert {"lstm_seq2seq/target_embedding/embeddings", "lstm_seq2seq/logits/kernel", "lstm_seq2seq/logits/bias"} <= set(taken)
+    assert any("decoder_lstm_0" in path for path in taken)
+    assert report["parent_not_used"] == []
+
+
+@pytest.mark.parametrize("model_name, options, message", [
+    (None, {}, "is a language model: name the translator that takes its decoder"),
+    ("lm", {}, "is a language model: name the translator that takes its decoder"),
+    ("lstm_seq2seq", {}, "the lm parent is a transformer .* transfer it into --model=transformer"),
+    ("adversarial", {}, "an adversarial child takes a translator parent"),
+    ("transformer", {"mix_parent_data": 0.5}, "has no translation pairs to mix in"),
+    ("transformer", {"overrides": ["model.hidden_dim=64", "model.num_heads=2"]},
+     "do not fit the parent's of the same name"),
+])
+def test_an_lm_parent_that_cannot_give_its_decoder_is_one_clear_error(lm_run, tiny_tsv, tmp_path, model_name,
+                                                                      options, message):
+    workdir, _ = lm_run
+    with pytest.raises(UserError, match=message):
+        lm_child(workdir, tiny_tsv, tmp_path, model_name=model_name, **options)
+    assert not (tmp_path / "child" / "config.json").exists()
+
+
+# --- What review found: cut sentences, held-out text, the other commands given an lm run -------------
+
+def test_a_cut_sentence_is_scored_on_its_first_pieces_without_an_eos_it_never_had(lm_run):
+    workdir, _ = lm_run
+    run = workdir_lib.load_run(workdir)
+    sentence = "Der rote Benutzer öffnet die Datei. " * 8
+    pieces = run.tokenizers.target.tokenize(tf.constant([sentence])).to_list()[0]
+    length = 20
+    assert len(pieces) + 1 > length
+    inputs, labels, overlength = pipeline.lm_ids(run.tokenizers.target, tf.constant([sentence, "Ein Haus."]), length,
+                                                 truncate=True)
+    assert overlength.numpy().tolist() == [True, False]
+    assert labels.to_list()[0] == pieces[:length]  # No eos: the sentence goes on.
+    assert inputs.to_list()[0] == [BOS_ID] + pieces[:length - 1]
+    assert labels.to_list()[1][-1] == EOS_ID
+
+
+def test_pretraining_text_never_holds_a_validation_or_test_sentence(tmp_path):
+    pairs = make_pairs(400, seed=3)
+    train, validation, test = pairs[:300], pairs[300:350], pairs[350:]
+    # Another English string with the same German: the multiway corpus has such sentences.
+    train += [("A different source " + str(i) + ".", german) for i, (_, german) in enumerate(test[:7] + validation[:2])]
+    spec = "tsv:" + ",".join(str(write_tsv(tmp_path / f"{name}.tsv", rows))
+                             for name, rows in (("train", train), ("validation", validation), ("test", test)))
+    splits = trainer.read_splits(lm_config(spec))
+    held_out = {german for _, german in validation + test}
+    assert len(splits.train) == 300 and not any(example["target"] in held_out for example in splits.train)
+
+
+def test_the_other_commands_given_an_lm_run_say_what_it_is(lm_run, tmp_path):
+    from xling_zoo import ctranslate2_export
+    from xling_zoo.decode import Translator
+    from xling_zoo.export import export_run
+
+    workdir, _ = lm_run
+    run = workdir_lib.load_run(workdir)
+    with pytest.raises(UserError, match="this lm run does not translate"):
+        Translator(run.model, run.tokenizers, run.config)
+    with pytest.raises(UserError, match="lm runs have no export yet"):
+        export_run(workdir, tmp_path / "export")
+    with pytest.raises(UserError, match="this run is lm$"):
+        ctranslate2_export.check_model_name("lm")
+    assert not (tmp_path / "export").exists()
+    assert "best_validation_bleu" not in json.loads((workdir / "metrics.json").read_text())
+
+
+def test_language_flags_are_case_blind_and_nested_dropouts_are_checked():
+    config = config_lib.load_config("lm", overrides=["language=NL"])
+    assert (config.language, config.pair) == ("nl", "en-nl")
+    config_lib.validate(config)
+    config = config_lib.load_config("lm", overrides=["language=nl", "model.transformer.dropout=1.5"])
+    with pytest.raises(UserError, match=r"model.transformer.dropout=1.5 must be in \[0, 1\)"):
+        config_lib.validate(config)
+
+
+def test_default_run_directories_tell_languages_and_pairs_apart():
+    from xling_zoo.train import default_workdir
+
+    assert default_workdir(config_lib.load_config("lm", overrides=["language=nl"])) == "runs/lm-nl"
+    assert default_workdir(config_lib.load_config("lm", overrides=["language=nl", "pair=de-nl"])) == "runs/lm-nl-de-nl"
+    assert default_workdir(config_lib.load_config("lstm_seq2seq", overrides=["pair=de,fr-en"])) == \
+        "runs/lstm_seq2seq-de+fr-en"
+
+
+def test_a_validation_split_with_nothing_to_score_is_an_error_not_a_perfect_perplexity(lm_run):
+    from xling_zoo.validation import PerplexityValidator
+
+    workdir, _ = lm_run
+    run = workdir_lib.load_run(workdir)
+
+    def nothing(input_context=None):
+        texts = tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
+        return pipeline.make_lm_dataset(texts, run.tokenizers.target, run.config.data, training=False)
+
+    with pytest.raises(UserError, match="no sentence within data.max_length"):
+        PerplexityValidator(tf.distribute.get_strategy(), run.model, nothing)()

@@ -96,6 +96,8 @@ def load_config(model_name, config_file=None, overrides=()):
     config.model_name = model_name
     for assignment in overrides:
         apply_override(config, assignment)
+    if config.get("language"):
+        config.language = config.language.strip().lower()
     if config.get("language") and not config.pair and config.language != "en":
         # The built-in corpus and most others pair every language with English.
         config.pair = f"en-{config.language}"
@@ -147,12 +149,22 @@ def validate(config):
     if metric is not None and metric not in allowed:
         problems.append(f"train.selection_metric={metric!r} must be one of {', '.join(allowed)}")
     problems += _language_problems(config) or (_pair_problems(config) + _mix_problems(config))
-    # Every dropout rate of the model section (dropout, attention_dropout, discriminator_dropout...).
-    for key, value in (config.get("model") or {}).items():
-        if "dropout" in key and isinstance(value, (int, float)) and not 0 <= value < 1:
-            problems.append(f"model.{key}={value!r} must be in [0, 1)")
+    # Every dropout rate of the model section and its sections (dropout, attention_dropout,
+    # discriminator_dropout, transformer.dropout...).
+    for key, value in _leaves(config.get("model") or {}, "model."):
+        if "dropout" in key.rsplit(".", 1)[-1] and isinstance(value, (int, float)) and not 0 <= value < 1:
+            problems.append(f"{key}={value!r} must be in [0, 1)")
     if problems:
         raise UserError("; ".join(problems) + " (set with --set=KEY=VALUE)")
+
+
+def _leaves(section, prefix):
+    """(dotted key, value) of every field of a config section and of its sections."""
+    for key, value in section.items():
+        if isinstance(value, (dict, ml_collections.ConfigDict)):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def _selection_metrics(config):

@@ -286,6 +286,9 @@ class Translator(tf.Module):
     def __init__(self, model, tokenizers, config, beam_size=None, max_decode_length=None, jit_compile=False,
                  target_language=None, length_ratio=None, length_offset=None, stop_early=True, static_shapes=None):
         super().__init__(name="translator")
+        if model.task_type != "seq2seq":
+            raise UserError(f"this {model.registered_name} run does not translate (a {model.task_type} model); "
+                            "translate with a translator's run")
         self.model = model
         self.tokenizers = tokenizers
         self.data_config = config.data

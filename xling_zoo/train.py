@@ -50,12 +50,21 @@ def config_from_flags():
     return config_lib.load_config(FLAGS.model, FLAGS.config, overrides + list(FLAGS.set))
 
 
+def default_workdir(config):
+    """runs/<model>-<pair> (runs/lm-<language> for a language model of en-<language>'s side)."""
+    language = config.get("language")
+    if language and config.pair == f"en-{language}":
+        return f"runs/{config.model_name}-{language}"
+    name = f"{language}-" if language else ""
+    return f"runs/{config.model_name}-{name}{config.pair.replace(',', '+')}"
+
+
 def main(argv):
     if FLAGS.list_models:
         print("\n".join(list_models()))
         return
     config = config_from_flags()
-    workdir = FLAGS.workdir or f"runs/{config.model_name}-{config.get('language') or config.pair.replace(',', '+')}"
+    workdir = FLAGS.workdir or default_workdir(config)
     from xling_zoo import trainer  # Imported late: --list_models and flag errors stay fast.
 
     trainer.train_and_evaluate(config, workdir)

@@ -232,16 +232,21 @@ def read_splits(config, splits=None, validation=True):
     splits = Splits() if splits is None else splits
     pair = corpus.Pair.parse(config.pair)
     options = dict(data_dir=config.data_dir or None, skip_bad_lines=config.skip_bad_lines)
+    read = {"validation": splits.validation}
+
+    def read_split(split):
+        if read.get(split) is None:
+            read[split] = corpus.read_split(config.corpus, pair, split, **options)
+        return read[split]
+
     train = splits.train
     if train is None:
         train = corpus.read_split(config.corpus, pair, "train", max_train_examples=config.max_train_examples,
                                   **options)
+        train = get_model(config.model_name).training_examples(config, train, read_split)
     if not train:
         raise UserError(f"the train split of {config.corpus} {pair} is empty")
-    read = splits.validation
-    if read is None and validation:
-        read = corpus.read_split(config.corpus, pair, "validation", **options)
-    return Splits(train, read)
+    return Splits(train, read_split("validation") if validation else read["validation"])
 
 
 def columns(examples):
@@ -523,6 +528,10 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
                 "best_score": best_score, "best_step": best_step, "segment": segment,
                 "evaluation_pending": pending}
 
+    def bleu_of_best():
+        # A task without BLEU (a language model) has no such figure to record.
+        return {"best_validation_bleu": best_bleu} if "bleu" in model.selection_metrics else {}
+
     def interrupted(received):
         """Saves a checkpoint and raises Interrupted; every worker got the same request."""
         saver.save(step, loop_state())
@@ -620,7 +629,7 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
             saver.save(step, loop_state())
             last_save = time.time()
             if chief:
-                workdir_lib.update_metrics(workdir, {"history": history, "best_validation_bleu": best_bleu,
+                workdir_lib.update_metrics(workdir, {"history": history, **bleu_of_best(),
                                                      "evaluations_since_best": since_best, "stop_reason": stop_reason,
                                                      "best_step": best_step, "selection_metric": metric,
                                                      "step": step})
@@ -635,5 +644,5 @@ def _train_loop(config, workdir, strategy, chief, model, optimizer, saver, state
         if floor:
             workdir_lib.update_metrics(workdir, {"validation_floor": floor})
         return workdir_lib.read_json(workdir_lib.join(workdir, workdir_lib.METRICS_FILE), {})
-    return {"history": history, "best_validation_bleu": best_bleu, "stop_reason": stop_reason, "step": step,
+    return {"history": history, **bleu_of_best(), "stop_reason": stop_reason, "step": step,
             "best_step": best_step, "selection_metric": metric}

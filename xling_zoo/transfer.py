@@ -244,8 +244,10 @@ class Transfer:
             raise UserError(f"--transferred_lr_multiplier must be > 0, got {transferred_lr_multiplier} "
                             "(use --freeze to keep weights fixed)")
 
-        # A new language's tag starts as the mean of the tags of the languages the parent wrote.
-        parent_tags = [language_tag(target) for target in parent.pair.target_languages]
+        # A new language's tag starts as the mean of the tags of the languages the parent wrote (a
+        # language model's: its one language).
+        written = [parent.config.language] if parent.config.get("language") else parent.pair.target_languages
+        parent_tags = [language_tag(language) for language in written]
         self.remaps = {"source": remap_vocabulary(parent.tokenizers.source, tokenizers.source, parent_tags)}
         self.remaps["target"] = (self.remaps["source"] if parent.tokenizers.joint and tokenizers.joint else
                                  remap_vocabulary(parent.tokenizers.target, tokenizers.target, parent_tags))
@@ -265,7 +267,7 @@ class Transfer:
         """Sets every weight of ``model`` (a freshly built child) that the parent has. Returns the report."""
         self._check_freeze_groups(model)
         matched, mismatched = [], []
-        for key, variable in zip(weight_keys(model), model.weights):
+        for key, variable in zip(self._keys(model), model.weights):
             if key not in self._parent_weights:
                 continue
             parent_path, value, _ = self._parent_weights[key]
@@ -306,6 +308,13 @@ class Transfer:
         return {"parent": workdir_lib.absolute(self.parent.workdir), "vocab": self.vocab, "freeze": self.freeze_groups,
                 "transferred_lr_multiplier": self.transferred_lr_multiplier}
 
+    def _keys(self, model):
+        """The parent's weight key of each of the child's weights: its own (``weight_keys``), or the
+        one the child declares for a parent of another task (``Task.parent_weight_key``: a tied
+        translator's ``shared_embedding`` is a language model's ``target_embedding``)."""
+        parent_task = self.parent.model.task_type
+        return [model.parent_weight_key(key, parent_task) for key in weight_keys(model)]
+
     def _check_freeze_groups(self, model):
         groups = model.layer_groups()
         unknown = [g for g in self.freeze_groups if g not in groups]
@@ -320,7 +329,7 @@ class Transfer:
     def _matched(self, model, kind):
         """The child's variables that the parent ``copied`` unchanged, ``remapped``, or did not have (``new``)."""
         result = []
-        for key, variable in zip(weight_keys(model), model.weights):
+        for key, variable in zip(self._keys(model), model.weights):
             entry = self._parent_weights.get(key)
             found = "new" if entry is None else "copied" if entry[2] is None else "remapped"
             if found == kind:
@@ -329,7 +338,7 @@ class Transfer:
 
     def _report(self, model):
         remapped = {}
-        for key, variable in zip(weight_keys(model), model.weights):
+        for key, variable in zip(self._keys(model), model.weights):
             entry = self._parent_weights.get(key)
             if entry is not None and entry[2] is not None:
                 side, axis = entry[2]
@@ -342,7 +351,7 @@ class Transfer:
         copied = self._matched(model, "copied")
         multipliers = {v.path: self.transferred_lr_multiplier for v in copied
                        if v.path not in frozen and self.transferred_lr_multiplier != 1.0}
-        child_keys = set(weight_keys(model))
+        child_keys = set(self._keys(model))
         return {
             **self.settings(),
             "parent_checkpoint": str(self.parent.checkpoint),
@@ -360,6 +369,11 @@ class Transfer:
             "frozen": {"groups": self.freeze_groups, "variables": frozen},
             "lr_multipliers": multipliers,
         }
+
+
+def _a(name):
+    """'a transformer', 'an adversarial', 'an lm' (said letter by letter)."""
+    return f"{'an' if name[0] in 'aeiou' or name == 'lm' else 'a'} {name}"
 
 
 def format_report(report):
@@ -384,8 +398,7 @@ def format_report(report):
     elif child_info.get("mix_related_note"):
         lines.append(f"  {child_info['mix_related_note']}")
     if report["model_name"] != report["parent_model_name"]:
-        child = report["model_name"]
-        lines.append(f"  a {report['parent_model_name']} parent -> {'an' if child[0] in 'aeiou' else 'a'} {child} child, "
+        lines.append(f"  {_a(report['parent_model_name'])} parent -> {_a(report['model_name'])} child, "
                      "weights matched by name")
     lines.append(f"  copied {len(report['copied'])} weights; remapped {len(report['remapped'])}:")
     for path, r in report["remapped"].items():
@@ -448,21 +461,32 @@ def _overridden(overrides):
 
 
 def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_train_examples=None,
-                      overrides=(), model_name=None, steps_per_epoch=None):
+                      overrides=(), model_name=None, steps_per_epoch=None, config_file=None):
     """The parent's config with the child's pair, corpus and overrides.
 
     model_name: the child's model type (default: the parent's). Another type takes its ``model``
     section from the parent's as that type declares (``Task.model_config_from_parent``), or refuses.
     steps_per_epoch: updates in one epoch of the child's data; when given, the child's schedule
     (``child_schedule``) replaces the parent's, key by key unless ``overrides`` set the key.
+    config_file: the config file of a child of another type (default configs/<model_name>.py): its
+    defaults, and for a child of another task everything but the parent's part of the model.
     """
     parent_model = parent_config.model_name
     child_model = model_name or parent_model
     config = config_lib.from_json(config_lib.to_json(parent_config))
+    if config_file is not None and child_model == parent_model:
+        raise UserError(f"--config={config_file} is for a child of another model type (--model=...); a "
+                        f"{child_model} child of a {parent_model} parent is the parent's config, changed with --set")
     if child_model != parent_model:
         child_class = get_model(child_model)
-        config.model = child_class.model_config_from_parent(
-            parent_model, config.model, config_lib.load_config(child_model).model)
+        default = config_lib.load_config(child_model, config_file)
+        model_section = child_class.model_config_from_parent(parent_model, config.model, default.model)
+        if get_model(parent_model).task_type != child_class.task_type:
+            # Another task's training settings are not the child's (a language model's schedule and
+            # selection by perplexity): the child's defaults, with the parent's corpus and tokenizer.
+            default.corpus, default.data_dir, default.tokenizer = config.corpus, config.data_dir, config.tokenizer
+            config = default
+        config.model = model_section
         config.model_name = child_model
     config.pair = str(corpus.Pair.parse(pair))
     config.mix = config_lib.common_defaults().mix  # What the parent mixed in is not the child's.
@@ -676,12 +700,13 @@ def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0, skip_b
 
 def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_train_examples=None, vocab="auto",
              freeze=(), transferred_lr_multiplier=1.0, overrides=(), model_name=None, mix_parent_data=None,
-             mix_related=("auto",)):
+             mix_related=("auto",), config_file=None):
     """Fine-tunes the parent run in ``parent`` on ``pair`` into the run directory ``workdir``.
 
     mix_parent_data: mixed fine-tuning: this share of each pass is the parent's own training pairs
     (``mix.*`` of the config, see data/mixing.py); 0 trains on the child's pairs alone; None (the
     default) is CHILD_MIX_PARENT_DATA where the parent's corpus can be read here, else 0.
+    config_file: the config file of a child of another type (``make_child_config``).
     mix_related: languages related to the child's whose pairs of the parent's corpus are mixed in
     with the parent's (``related_mix_pair``); they need mixing, so with them the parent's corpus must
     be readable and the ratio above 0. ("auto",) (the default): ``auto_related``'s choice, dropped
@@ -699,6 +724,15 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         parent_run = workdir_lib.load_run(parent_dir)
     except UserError as error:
         raise UserError(f"--parent={parent_dir}: {error}") from error
+    if parent_run.model.task_type == "lm":
+        # A language model has no translation pairs to mix in, and no translator to keep training.
+        if model_name in (None, parent_run.config.model_name):
+            raise UserError(f"--parent={parent_dir} is a language model: name the translator that takes its "
+                            "decoder (--model=transformer for a transformer lm, --model=lstm_seq2seq for an lstm one)")
+        if mix_parent_data or tuple(mix_related or ()) not in (("auto",), ("none",), ()):
+            raise UserError(f"--parent={parent_dir} is a language model, which has no translation pairs to mix "
+                            "in: leave --mix_parent_data and --mix_related out")
+        mix_parent_data, mix_related = 0.0, ("none",)
     mix_related = tuple(dict.fromkeys(language.strip().lower() for language in mix_related or ()))
     for word in ("auto", "none"):
         if word in mix_related and len(mix_related) > 1:
@@ -718,7 +752,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     # The child's own training pairs (max_train_examples applied): --mix_related=auto and
     # --vocab=auto depend on how many there are.
     config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
-                               model_name)
+                               model_name, config_file=config_file)
     config_lib.validate(config)
     # Read once: its pairs are counted, measured against the parent's vocabulary, trained on.
     splits = trainer.read_splits(config, validation=False)  # The trainer reads the validation split.
@@ -756,7 +790,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
             parent_mix, mix_related = attempt, related
             break
         config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples,
-                                   attempt + list(overrides), model_name)
+                                   attempt + list(overrides), model_name, config_file=config_file)
         try:
             config_lib.validate(config)
             mixing.check_mix(config, get_model(config.model_name))
@@ -770,7 +804,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         parent_mix, mix_related = attempt, related
         break
     config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples,
-                               parent_mix + list(overrides), model_name)
+                               parent_mix + list(overrides), model_name, config_file=config_file)
     overrides = parent_mix + list(overrides)
     config_lib.validate(config)
     if mix_related and not (config.mix.ratio and config.mix.pair == str(related_mix_pair(
@@ -801,7 +835,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
                                       examples, seed=config.train.seed)
     steps_per_epoch = trainer.RunInputs(config, tokenizers, splits).steps_per_epoch()
     config = make_child_config(parent_run.config, pair, corpus_spec, data_dir, max_train_examples, overrides,
-                               model_name, steps_per_epoch=steps_per_epoch)
+                               model_name, steps_per_epoch=steps_per_epoch, config_file=config_file)
     child["steps_per_epoch"] = steps_per_epoch
     child["schedule"] = {key: config.train[key] for key in child_schedule(steps_per_epoch)}
     child["schedule_overridden"] = sorted(key for key in _overridden(overrides) if key.startswith("train."))
@@ -823,7 +857,8 @@ def main(argv):
     transfer(FLAGS.parent, FLAGS.workdir, FLAGS.pair, corpus_spec=FLAGS.corpus, data_dir=FLAGS.data_dir,
              max_train_examples=FLAGS.max_train_examples, vocab=FLAGS.vocab, freeze=FLAGS.freeze,
              transferred_lr_multiplier=FLAGS.transferred_lr_multiplier, overrides=overrides + list(FLAGS.set),
-             model_name=FLAGS.model, mix_parent_data=FLAGS.mix_parent_data, mix_related=FLAGS.mix_related)
+             model_name=FLAGS.model, mix_parent_data=FLAGS.mix_parent_data, mix_related=FLAGS.mix_related,
+             config_file=FLAGS.config)
     print(f"Child run directory: {FLAGS.workdir} (see {TRANSFER_FILE})\n"
           f"Next: python -m xling_zoo.evaluate --workdir={FLAGS.workdir}")
 
@@ -861,7 +896,11 @@ if __name__ == "__main__":
                       f"{RELATED_MAX_CHILD_PAIRS} pairs, where there are any; none: the parent's pair only.")
     flags.DEFINE_string("model", None, "The child's model type (default: the parent's). Another type takes the "
                         "parent's weights by name where it declares how: an adversarial child of a transformer or "
-                        "lstm_seq2seq parent, a transformer or lstm_seq2seq child of an adversarial parent.")
+                        "lstm_seq2seq parent, a transformer or lstm_seq2seq child of an adversarial parent, and the "
+                        "translator whose decoder an lm parent initialises (transformer / lstm_seq2seq, as its "
+                        "model.decoder_type).")
+    flags.DEFINE_string("config", None, "With --model of another type than the parent's: the child's config file "
+                        "(default configs/<model>.py), e.g. configs/transformer_tiny.py for an lm parent's child.")
     flags.DEFINE_multi_string("set", [], "Config override key=value, repeatable: --set=train.warmup_steps=100.")
     flags.DEFINE_integer("steps", None, "Total training steps (overrides epochs).")
     flags.DEFINE_integer("epochs", None, "Passes over the child's training data.")

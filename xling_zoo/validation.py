@@ -7,6 +7,7 @@ The trainer calls the validator at every evaluation and ranks its figures by the
 import tensorflow as tf
 
 from xling_zoo.decode import Translator
+from xling_zoo.errors import UserError
 from xling_zoo.evaluate import perplexity, score
 
 
@@ -69,7 +70,10 @@ class PerplexityValidator:
         sums = self.loss_sums(should_stop)
         if sums is None:
             return None
-        mean = sums[0] / max(sums[1], 1.0)
+        if not sums[1]:
+            raise UserError("the validation split has no sentence within data.max_length: there is nothing to "
+                            "measure perplexity on (raise data.max_length, or set data.overlength=truncate)")
+        mean = sums[0] / sums[1]
         return {"validation_loss": mean, "validation_perplexity": perplexity(mean)}
 
 

@@ -238,11 +238,15 @@ def make_dataset(examples, tokenizers, data_config, *, target_language, source_l
 
 def lm_ids(tokenizer, strings, max_length, truncate):
     """decoder_token_ids ([bos] + pieces) and target_token_ids (pieces + [eos]) of a batch of
-    sentences, and which of them exceed ``max_length``; cut to it when ``truncate``."""
+    sentences, and which of them exceed ``max_length``. ``truncate`` keeps the first max_length of
+    both, still shifted by one: a cut sentence's labels are its first max_length pieces, no eos (it
+    did not end there)."""
     pieces = _pieces(tokenizer, strings)
     overlength = pieces.row_lengths() + 1 > max_length
-    cut = max_length if truncate else None
-    return _with_specials(pieces, [BOS_ID], [], cut), _with_specials(pieces, [], [EOS_ID], cut), overlength
+    inputs, labels = _with_specials(pieces, [BOS_ID], []), _with_specials(pieces, [], [EOS_ID])
+    if truncate:
+        inputs, labels = inputs[:, :max_length], labels[:, :max_length]
+    return inputs, labels, overlength
 
 
 def lm_length_report(texts, tokenizer, data_config):

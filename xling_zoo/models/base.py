@@ -116,6 +116,11 @@ class Task(keras.Model):
         raise UserError(f"a {cls.registered_name} child cannot take a {parent_model_name} parent's weights; "
                         f"transfer it into a {parent_model_name} child (--model={parent_model_name} or no --model)")
 
+    def parent_weight_key(self, key, parent_task_type):
+        """The key (``transfer.weight_keys``) of the parent's weight that this model's weight ``key``
+        takes when a run of ``parent_task_type`` is transferred into it: the same key by default."""
+        return key
+
     @classmethod
     def build_inputs(cls, config, tokenizers, examples, *, training, input_context=None, static_shapes=False):
         """The batches this task trains (``training``: shuffled, seeded by train.seed) or validates on,
@@ -129,6 +134,12 @@ class Task(keras.Model):
     def train_tokenizers(cls, config, train_examples):
         """The run's ``Tokenizers``, trained on its training ``examples`` (``corpus.read_split``'s list)."""
         raise NotImplementedError
+
+    @classmethod
+    def training_examples(cls, config, train_examples, read_split):
+        """The examples the run trains on, from its train split as read (``read_split(name)``: another
+        split of the run's corpus, read once). All of them, unless a task holds some out."""
+        return train_examples
 
     @classmethod
     def length_report(cls, config, tokenizers, examples):
@@ -237,10 +248,21 @@ class Seq2SeqTask(Task):
     # (adversarial's ``model.<encoder_type>``): a run of such a model transfers into this one.
     translator_section = None
 
+    # A language model parent (``lm``) whose network is this ``decoder_type`` gives its decoder:
+    # {this translator's model key: the lm section's key} sizes the child's decoder as the lm.
+    lm_decoder_type = None
+    lm_decoder_keys = {}
+
     @classmethod
     def model_config_from_parent(cls, parent_model_name, parent_model_config, default_model_config):
         """A parent that wraps this translator (an adversarial run with ``encoder_type`` this
-        translator's section) gives its translator's section; the weights outside it stay behind."""
+        translator's section) gives its translator's section; the weights outside it stay behind. A
+        language model gives its decoder (``lm_decoder_keys``): the child is this type's default
+        config with the decoder sized as the language model."""
+        from xling_zoo.registry import get_model
+
+        if get_model(parent_model_name).task_type == "lm":
+            return cls._model_config_from_language_model(parent_model_config, default_model_config)
         wrapped = parent_model_config.get("encoder_type")
         if cls.translator_section is not None and wrapped == cls.translator_section:
             return parent_model_config[wrapped]
@@ -248,6 +270,22 @@ class Seq2SeqTask(Task):
             raise UserError(f"the {parent_model_name} parent's translator is a {wrapped} "
                             f"(model.encoder_type={wrapped}), which a {cls.registered_name} child cannot take")
         return super().model_config_from_parent(parent_model_name, parent_model_config, default_model_config)
+
+    @classmethod
+    def _model_config_from_language_model(cls, lm_config, default_model_config):
+        network = lm_config.get("decoder_type")
+        if cls.lm_decoder_type is None:
+            raise UserError(f"a {cls.registered_name} child has no decoder that takes a language model's weights")
+        if network != cls.lm_decoder_type:
+            takers = sorted(t.registered_name for t in _registered_translators() if t.lm_decoder_type == network)
+            raise UserError(f"the lm parent is a {network} (model.decoder_type={network}), and a "
+                            f"{cls.registered_name} child's decoder is a {cls.lm_decoder_type}: transfer it into "
+                            + (" or ".join(f"--model={name}" for name in takers) or "another model") +
+                            f", or train the lm with --set=model.decoder_type={cls.lm_decoder_type}")
+        config = default_model_config.copy_and_resolve_references()
+        for key, lm_key in cls.lm_decoder_keys.items():
+            config[key] = lm_config[network][lm_key]
+        return config
 
     selection_metrics = {"bleu": "max", "chrf": "max", "loss": "min"}
 
@@ -371,6 +409,12 @@ def sequence_cross_entropy(labels, logits, label_smoothing=0.0):
     return tf.reduce_sum(token_loss * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
+def _registered_translators():
+    from xling_zoo.registry import get_model, list_models
+
+    return [get_model(name) for name in list_models() if get_model(name).task_type == "seq2seq"]
+
+
 def text_side(config):
     """"source" or "target": the side of ``config.pair``'s corpus that holds ``config.language`` (the
     text a language model reads)."""
@@ -395,6 +439,20 @@ class LanguageModelTask(Task):
         """The model's sentences (tf.string scalars) from a split's examples (dicts of a pair's text)."""
         side = text_side(config)
         return examples.map(lambda example: example[side])
+
+    @classmethod
+    def training_examples(cls, config, train_examples, read_split):
+        """Without the sentences that are also validation or test sentences of the pair: the built-in
+        corpus translates different English strings into one sentence (29 of en-nl's 558 Dutch test
+        references are Dutch training sentences too), and a language model pretrained for a child
+        must never have read what the child is scored on."""
+        side = text_side(config)
+        held_out = {example[side] for split in ("validation", "test") for example in read_split(split)}
+        kept = [example for example in train_examples if example[side] not in held_out]
+        if len(kept) < len(train_examples):
+            print(f"Left out {len(train_examples) - len(kept)} training sentences that are also {config.language} "
+                  f"validation or test sentences of {config.corpus} {config.pair}")
+        return kept
 
     @classmethod
     def train_tokenizers(cls, config, train_examples):

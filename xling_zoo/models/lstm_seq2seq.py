@@ -38,6 +38,8 @@ class LSTMSeq2Seq(Seq2SeqTask):
     """
 
     translator_section = "lstm"
+    lm_decoder_type = "lstm"
+    lm_decoder_keys = {"embedding_dim": "embedding_dim", "units": "units", "num_layers": "num_layers"}
 
     def __init__(self, source_vocab_size, target_vocab_size, embedding_dim=256, units=256,
                  num_layers=1, dropout=0.1, bidirectional=False, attention=False, **kwargs):

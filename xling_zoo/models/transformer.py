@@ -81,6 +81,10 @@ class TransformerSeq2Seq(Seq2SeqTask):
     """
 
     translator_section = "transformer"
+    lm_decoder_type = "transformer"
+    lm_decoder_keys = {"num_decoder_layers": "num_layers", "hidden_dim": "hidden_dim", "num_heads": "num_heads",
+                       "intermediate_dim": "intermediate_dim", "normalize_first": "normalize_first",
+                       "tie_embeddings": "tie_embeddings", "max_length": "max_length"}
 
     def __init__(self, source_vocab_size, target_vocab_size, num_encoder_layers=6,
                  num_decoder_layers=6, hidden_dim=512, num_heads=8, intermediate_dim=2048,
@@ -298,6 +302,13 @@ class TransformerSeq2Seq(Seq2SeqTask):
         return tf.cast(self._output(x, output_kernel), tf.float32), new_state
 
     # --- Transfer ------------------------------------------------------------------------------
+
+    def parent_weight_key(self, key, parent_task_type):
+        # A language model's embedding is "target_embedding" whether tied or not; a tied
+        # translator's is "shared_embedding" (its encoder reads it too).
+        if parent_task_type == "lm" and self.tie_embeddings and key.startswith("shared_embedding/"):
+            return "target_embedding/" + key.split("/", 1)[1]
+        return key
 
     def vocab_axes(self):
         axes = {self.logits.bias.path: ("target", 0)}
