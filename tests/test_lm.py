@@ -274,17 +274,13 @@ def test_pretraining_text_never_holds_a_validation_or_test_sentence(tmp_path):
 def test_the_other_commands_given_an_lm_run_say_what_it_is(lm_run, tmp_path):
     from xling_zoo import ctranslate2_export
     from xling_zoo.decode import Translator
-    from xling_zoo.export import export_run
 
     workdir, _ = lm_run
     run = workdir_lib.load_run(workdir)
     with pytest.raises(UserError, match="this lm run does not translate"):
         Translator(run.model, run.tokenizers, run.config)
-    with pytest.raises(UserError, match="lm runs have no export yet"):
-        export_run(workdir, tmp_path / "export")
     with pytest.raises(UserError, match="this run is lm$"):
         ctranslate2_export.check_model_name("lm")
-    assert not (tmp_path / "export").exists()
     assert "best_validation_bleu" not in json.loads((workdir / "metrics.json").read_text())
 
 
@@ -318,3 +314,54 @@ def test_a_validation_split_with_nothing_to_score_is_an_error_not_a_perfect_perp
 
     with pytest.raises(UserError, match="no sentence within data.max_length"):
         PerplexityValidator(tf.distribute.get_strategy(), run.model, nothing)()
+
+
+def test_generate_continues_each_line_and_refuses_what_it_cannot_do(lm_run, tmp_path):
+    workdir, _ = lm_run
+    prompts = ["Der rote Benutzer", "", "Ein  Haus\u00a0öffnet", "Die Datei " * 40]
+    stdin = "".join(p + "\n" for p in prompts)
+    base = [f"--workdir={workdir}", "--max_new_tokens=6"]
+    greedy, sampled, again, both, empty = run_cli_commands("generate", [
+        (base, stdin), (base + ["--temperature=1.0", "--seed=3"], stdin), (base + ["--temperature=1.0", "--seed=3"], stdin),
+        (base + ["--temperature=1.0", "--beam_size=2"], stdin), (base, "")], tmp_path / "generate.json")
+    for done in (greedy, sampled, again):
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines = done.stdout.splitlines()[-len(prompts):]
+        assert len(lines) == len(prompts)
+        # Each prompt, whitespace normalised, then its continuation; the long one keeps its end.
+        assert lines[0].startswith("Der rote Benutzer") and lines[2].startswith("Ein Haus öffnet")
+        assert "Die Datei Die Datei" in lines[3] and lines[3].count("Datei") < 40
+    assert "warning: line 4 has" in greedy.stderr
+    assert sampled.stdout == again.stdout
+    assert both.returncode != 0 and "--temperature=1.0 must be 0 with --beam_size above 1" in both.stderr
+    assert empty.returncode != 0 and "stdin is empty" in empty.stderr
+
+
+def test_translate_given_an_lm_run_says_so(lm_run, tmp_path):
+    workdir, _ = lm_run
+    done, = run_cli_commands("translate", [([f"--workdir={workdir}"], "Ein Haus.\n")], tmp_path / "translate.json")
+    assert done.returncode != 0 and "this lm run does not translate" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_export_continues_prompts_in_tf_servings_loader_and_survives_garbage(lm_run, tmp_path):
+    from xling_zoo import serving
+    from xling_zoo.decode import Continuer
+    from xling_zoo.export import METADATA_FILE, export_run
+
+    workdir, _ = lm_run
+    destination = export_run(workdir, tmp_path / "export", check_sentences=4)
+    metadata = json.loads((destination / METADATA_FILE).read_text())
+    assert metadata["checked_sentences"] == 4 and metadata["signature"]["outputs"].keys() == {"texts", "status"}
+    run = workdir_lib.load_run(workdir)
+    prompts = ["Der rote Benutzer", "", "x" * 5000, "Die Datei " * 40, b"\xff\xfe kaputt", "Ein\u00a0Haus"]
+    outputs = serving.session_outputs(str(destination), [p if isinstance(p, bytes) else p.encode() for p in prompts])
+    statuses = [s.decode() for s in outputs["status"]]
+    assert statuses == ["ok", "ok", "too_long", "cut", "ok", "ok"]
+    texts = [t.decode("utf-8", "replace") for t in outputs["texts"]]
+    continuer = Continuer(run.model, run.tokenizers, run.config)
+    expected = continuer.continue_all(["Der rote Benutzer", "", "Ein Haus"])
+    assert [texts[0], texts[1], texts[5]] == expected and texts[2] == ""
+    assert serving.session_outputs(str(destination), [])["texts"].shape == (0,)
+    with pytest.raises(UserError, match="split_long_sentences is a translator's option"):
+        export_run(workdir, tmp_path / "export", split_long_sentences=True)

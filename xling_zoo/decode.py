@@ -53,6 +53,17 @@ def _greedy_tokens(logits, finished):
     return tf.cond(picked_forbidden, lambda: _argmax(_forbid_special(logits)), lambda: best)
 
 
+def _sampled_tokens(logits, index, temperature, top_k, seed):
+    """A token drawn from softmax(logits / temperature) (PAD and BOS never), among the ``top_k`` most
+    likely when top_k > 0; seeded by (seed, step), so the same call draws the same tokens."""
+    logits = _forbid_special(tf.cast(logits, tf.float32)) / temperature
+    if top_k:
+        kth = tf.math.top_k(logits, k=top_k).values[:, -1:]
+        logits = tf.where(logits < kth, NEG_INF, logits)
+    seeds = tf.stack([tf.cast(seed, tf.int32), tf.cast(index, tf.int32)])
+    return tf.cast(tf.random.stateless_categorical(logits, 1, seeds)[:, 0], tf.int32)
+
+
 def decode_length_limits(encoder_token_ids, max_length, ratio=0.0, offset=0):
     """int32 [batch]: how many tokens each sentence may decode, ``ratio * n + offset`` for a source
     of n encoder ids (pieces, language tag and eos; fairseq's max_len_a / max_len_b), never above
@@ -66,10 +77,12 @@ def decode_length_limits(encoder_token_ids, max_length, ratio=0.0, offset=0):
     return tf.clip_by_value(limits, 1, max_length)
 
 
-def greedy_search(model, encoder_token_ids, max_length, limits=None, static_shapes=False):
+def greedy_search(model, encoder_token_ids, max_length, limits=None, static_shapes=False, temperature=0.0, top_k=0,
+                  seed=0):
     """Cached greedy decoding. Returns int32 [batch, max_length]: tokens, eos, then padding.
     ``limits`` (int32 [batch], ``decode_length_limits``) cuts each sentence at its own length;
-    ``static_shapes`` (for XLA) keeps every loop tensor's shape fixed (``Seq2SeqTask.encode``)."""
+    ``static_shapes`` (for XLA) keeps every loop tensor's shape fixed (``Seq2SeqTask.encode``).
+    ``temperature`` > 0 samples each token instead (``_sampled_tokens``: ``top_k``, ``seed``)."""
     batch = tf.shape(encoder_token_ids)[0]
     if limits is None:
         limits = tf.fill([batch], max_length)
@@ -82,7 +95,10 @@ def greedy_search(model, encoder_token_ids, max_length, limits=None, static_shap
 
     def body(i, tokens, state, finished, output):
         logits, state = model.decode_step(tokens, state, i, weights)
-        next_tokens = _greedy_tokens(logits, finished)
+        if temperature > 0:
+            next_tokens = _sampled_tokens(logits, i, temperature, top_k, seed)
+        else:
+            next_tokens = _greedy_tokens(logits, finished)
         next_tokens = tf.where(finished, PAD_ID, next_tokens)
         output = tf.where(tf.range(max_length)[None, :] == i, next_tokens[:, None], output)
         finished = finished | tf.equal(next_tokens, EOS_ID) | (i + 1 >= limits)
@@ -343,4 +359,68 @@ class Translator(tf.Module):
             batch = tf.constant([sentences[i] for i in index], tf.string)
             for i, text in zip(index, self.translate(batch).numpy()):
                 results[i] = text.decode("utf-8")
+        return results
+
+
+class Continuer(tf.Module):
+    """A language model's prompts in, their continuations out, in one graph: tokenize, decode (the
+    prompt forced through the cached steps, then greedy, sampled or beam search), detokenize.
+
+    A prompt longer than ``data.max_length - 1`` pieces keeps its last ones (the model was trained on
+    sentences of at most that many); each continues for at most ``max_new_tokens`` pieces or to its
+    eos. ``continue_text`` returns each prompt's kept text followed by its continuation.
+    """
+
+    def __init__(self, model, tokenizers, config, max_new_tokens=None, beam_size=1, temperature=0.0, top_k=0, seed=0):
+        super().__init__(name="continuer")
+        if model.task_type != "lm":
+            raise UserError(f"this {model.registered_name} run continues no text (a {model.task_type} model); "
+                            "continue text with a language model's run (python -m xling_zoo.train --model=lm)")
+        self.model, self.tokenizer = model, tokenizers.target
+        self.max_prompt = config.data.max_length - 1  # bos + pieces: the longest training input.
+        self.max_new_tokens = int(max_new_tokens or config.eval.max_decode_length)
+        self.beam_size, self.temperature, self.top_k, self.seed = int(beam_size), float(temperature), int(top_k), int(seed)
+        self.length_penalty = float(config.eval.length_penalty)
+        problems = [f"{name}={value} must be {rule}" for name, value, ok, rule in (
+            ("--max_new_tokens", self.max_new_tokens, self.max_new_tokens >= 1, ">= 1"),
+            ("--beam_size", self.beam_size, self.beam_size >= 1, ">= 1"),
+            ("--temperature", self.temperature, self.temperature >= 0, ">= 0 (0 = the most likely piece)"),
+            ("--top_k", self.top_k, self.top_k >= 0, ">= 0 (0 = every piece)"),
+            ("--temperature", self.temperature, not (self.temperature and self.beam_size > 1),
+             "0 with --beam_size above 1 (sampling draws one continuation)")) if not ok]
+        if problems:
+            raise UserError("; ".join(problems))
+        self.max_length = self.max_prompt + self.max_new_tokens
+        positions = getattr(model, "max_length", None)
+        if positions is not None and self.max_length > positions:
+            raise UserError(f"--max_new_tokens={self.max_new_tokens}: a prompt of up to {self.max_prompt} pieces "
+                            f"and its continuation need {self.max_length} positions; the model has {positions} "
+                            f"(model.transformer.max_length): ask for at most {positions - self.max_prompt}")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def continue_text(self, prompts):
+        pieces = self.tokenizer.tokenize(normalize_whitespace(prompts))[:, -self.max_prompt:]
+        lengths = tf.cast(pieces.row_lengths(), tf.int32)
+        ids = pieces.to_tensor(default_value=PAD_ID)
+        limits = lengths + self.max_new_tokens
+        if self.beam_size > 1:
+            output = beam_search(self.model, ids, self.max_length, self.beam_size, self.length_penalty, limits=limits)
+        else:
+            output = greedy_search(self.model, ids, self.max_length, limits, temperature=self.temperature,
+                                   top_k=self.top_k, seed=self.seed)
+        return self.tokenizer.detokenize(output)
+
+    def prompts_cut(self, prompts):
+        """[(index, pieces)] of the prompts longer than ``data.max_length - 1`` pieces (their start is dropped)."""
+        if not prompts:
+            return []
+        lengths = self.tokenizer.tokenize(normalize_whitespace(tf.constant(prompts, tf.string))).row_lengths().numpy()
+        return [(i, int(n)) for i, n in enumerate(lengths) if n > self.max_prompt]
+
+    def continue_all(self, prompts, batch_size=64):
+        """Python list in, list out, batches of ``batch_size``."""
+        results = []
+        for start in range(0, len(prompts), batch_size):
+            batch = tf.constant(prompts[start:start + batch_size], tf.string)
+            results += [text.decode("utf-8") for text in self.continue_text(batch).numpy()]
         return results

@@ -191,11 +191,15 @@ def main(argv):
     with tf.io.gfile.GFile(os.path.join(destination, METADATA_FILE)) as f:
         metadata = json.load(f)
     base_path = os.path.dirname(os.path.abspath(destination) if is_local(destination) else destination)
-    print(f"Exported {metadata['model_name']} {metadata['pair']} into {metadata['target_language']} (beam {metadata['beam_size']}) to {destination}")
-    print(f"  signature {SIGNATURE_KEY}: sentences (tf.string [batch]) -> translations, status (tf.string [batch])"
-          + ("; long sentences are split" if metadata["split_long_sentences"] else ""))
-    print(f"  checked: {metadata['checked_sentences']} validation sentences translate identically "
-          "in the session loader (TF Serving's)")
+    into = f"into {metadata['target_language']} " if "target_language" in metadata else ""
+    print(f"Exported {metadata['model_name']} {metadata['pair']} {into}(beam {metadata['beam_size']}) to {destination}")
+    signature = metadata["signature"]
+    print(f"  signature {SIGNATURE_KEY}: {', '.join(signature['inputs'])} (tf.string [batch]) -> "
+          f"{', '.join(signature['outputs'])} (tf.string [batch])"
+          + ("; long sentences are split" if metadata.get("split_long_sentences") else ""))
+    same = ("validation sentences translate identically" if "translations" in signature["outputs"]
+            else "prompts from validation sentences are continued identically")
+    print(f"  checked: {metadata['checked_sentences']} {same} in the session loader (TF Serving's)")
     if metadata["xla_ops"]:
         print(f"  warning: the graph has XLA-only ops ({', '.join(metadata['xla_ops'])}): a model server runs it "
               "only with --xla_cpu_compilation_enabled=true")

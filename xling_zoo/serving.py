@@ -185,6 +185,73 @@ class ServingGraph:
         return pieces, owners
 
 
+# A language model's export (``ContinuationServingGraph``): its statuses.
+CUT = "cut"
+CONTINUATION_STATUSES = {
+    OK: "continued",
+    CUT: "longer than data.max_length - 1 pieces: its last pieces continued (the text returned starts there)",
+    TOO_LONG: "over max_input_bytes UTF-8 bytes; not read; text empty",
+}
+
+
+class ContinuationServingGraph:
+    """What a language model's exported signature runs, in front of a ``decode.Continuer``: each
+    prompt (the "sentences" input) comes back followed by its continuation ("texts"), with a status.
+    An empty prompt is continued from the start of a sentence."""
+
+    def __init__(self, continuer, tokenizers, max_input_bytes):
+        if max_input_bytes < 1:
+            raise UserError(f"--max_input_bytes must be >= 1, got {max_input_bytes}")
+        self.continuer, self.tokenizers = continuer, tokenizers
+        self.max_input_bytes = int(max_input_bytes)
+
+    input_signature = [tf.TensorSpec([None], tf.string, name=INPUT_KEY)]
+
+    def trackables(self):
+        return [self.tokenizers]
+
+    def serve(self, sentences):
+        """tf.string [batch] -> {"texts": tf.string [batch], "status": tf.string [batch]}."""
+        too_long = tf.strings.length(sentences) > self.max_input_bytes
+        prompts = tf.where(too_long, "", sentences)
+        pieces = self.tokenizers.target.tokenize(normalize_whitespace(prompts)).row_lengths()
+        status = tf.where(too_long, TOO_LONG, tf.where(pieces > self.continuer.max_prompt, CUT, OK))
+        # The decoder cannot run on zero rows (an empty request).
+        texts = tf.cond(tf.size(prompts) > 0, lambda: self.continuer.continue_text(prompts),
+                        lambda: tf.zeros([0], tf.string))
+        return {"texts": tf.where(too_long, "", texts), "status": status}
+
+    def check(self, saved_model_dir, run, count):
+        """Up to ``count`` prompts (the first three words of the run's validation sentences) through TF
+        Serving's loader: each must come back as the in-process continuer continues it, status ok."""
+        if count <= 0:
+            return []
+        side = "source" if run.config.language in run.pair.source_languages else "target"
+        examples = corpus.read_split(run.config.corpus, run.pair, "validation", data_dir=run.config.data_dir or None,
+                                     skip_bad_lines=run.config.get("skip_bad_lines", False))
+        prompts = [" ".join(e[side].split()[:3]) for e in examples[:count]]
+        if not prompts:
+            return []
+        outputs = session_outputs(saved_model_dir, prompts)
+        exported = [t.decode("utf-8") for t in outputs["texts"]]
+        expected = [t.decode("utf-8") for t in self.continuer.continue_text(tf.constant(prompts)).numpy()]
+        wrong = [i for i, (a, b, s) in enumerate(zip(exported, expected, outputs["status"])) if a != b or s != b"ok"]
+        if wrong:
+            i = wrong[0]
+            raise RuntimeError(f"the exported model disagrees with the in-process continuer on {len(wrong)} of "
+                               f"{len(prompts)} prompts, e.g. {prompts[i]!r}: {exported[i]!r} vs {expected[i]!r}")
+        return prompts
+
+    def metadata(self):
+        c = self.continuer
+        return {"beam_size": c.beam_size, "max_new_tokens": c.max_new_tokens, "max_prompt_pieces": c.max_prompt,
+                "max_input_bytes": self.max_input_bytes,
+                "signature": {"name": SIGNATURE_KEY, "inputs": {INPUT_KEY: "tf.string [batch] (prompts)"},
+                              "outputs": {"texts": "tf.string [batch] (each prompt and its continuation)",
+                                          "status": "tf.string [batch]"}},
+                "statuses": CONTINUATION_STATUSES}
+
+
 # === Ops the model server runs ===
 
 def session_outputs(saved_model_dir, inputs, signature=SIGNATURE_KEY):

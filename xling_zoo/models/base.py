@@ -229,6 +229,19 @@ class Task(keras.Model):
         """A tiny batch that builds every weight (used before restoring checkpoints)."""
         raise NotImplementedError
 
+    # Decoding (decode.py's searches), for the tasks that decode: a translator, a language model.
+
+    def decoding_state_shapes(self, state):
+        """The static shape each entry of ``state`` keeps at every decoding step (tf.while_loop's
+        shape invariants): its own with the batch left open. Models whose caches grow open that axis."""
+        return tf.nest.map_structure(lambda t: tf.TensorShape([None]).concatenate(t.shape[1:]), state)
+
+    def decoding_weights(self):
+        """Weights rearranged for ``decode_step`` (a transposed output matrix, ...), or None.
+        decode.py computes them once per decoding call, outside its step loop, and passes them to
+        every step as ``weights``: rearranging them inside the step would repeat it per token."""
+        return None  # noqa: RET501  (AutoGraph cannot convert a function whose body is a docstring)
+
     def owned_optimizers(self):
         """{name: optimizer} for optimizers the model updates itself in ``training_step`` (beside
         the trainer's): checkpoints save and restore their state with the trainer's."""
@@ -352,17 +365,6 @@ class Seq2SeqTask(Task):
         copies less per step (see ``decoding_state_shapes``)."""
         raise NotImplementedError
 
-    def decoding_state_shapes(self, state):
-        """The static shape each entry of ``state`` keeps at every decoding step (tf.while_loop's
-        shape invariants): its own with the batch left open. Models whose caches grow open that axis."""
-        return tf.nest.map_structure(lambda t: tf.TensorShape([None]).concatenate(t.shape[1:]), state)
-
-    def decoding_weights(self):
-        """Weights rearranged for ``decode_step`` (a transposed output matrix, ...), or None.
-        decode.py computes them once per decoding call, outside its step loop, and passes them to
-        every step as ``weights``: rearranging them inside the step would repeat it per token."""
-        return None  # noqa: RET501  (AutoGraph cannot convert a function whose body is a docstring)
-
     def decode_step(self, token_ids, state, index, weights=None):
         """One decoder step. token_ids: int32 [batch], the previous output token; index: scalar
         int32 position; weights: what ``decoding_weights()`` returned (None works too, slower).
@@ -483,6 +485,18 @@ class LanguageModelTask(Task):
                             f"{run.workdir} holds a language model, which evaluate scores by perplexity")
         return evaluate_language_model(run, split, max_examples=max_examples)
 
+    def serving_graph(self, run, *, max_input_bytes=4096, beam_size=None, target_language=None,
+                      split_long_sentences=False):
+        """Prompts in, each followed by its greedy (or beam) continuation out (``serving.ContinuationServingGraph``)."""
+        from xling_zoo.decode import Continuer  # Late: the decoder imports models.
+        from xling_zoo.serving import ContinuationServingGraph
+
+        if target_language or split_long_sentences:
+            raise UserError(f"--{'target_language' if target_language else 'split_long_sentences'} is a translator's "
+                            f"option; {run.workdir} holds a language model, whose export continues text")
+        continuer = Continuer(self, run.tokenizers, run.config, beam_size=beam_size or 1)
+        return ContinuationServingGraph(continuer, run.tokenizers, max_input_bytes)
+
     def decoder_features(self, inputs, training=False):
         """[batch, length, width]: what the output layer reads at every position of
         ``inputs["decoder_token_ids"]``, each seeing itself and the positions before it."""
@@ -504,3 +518,35 @@ class LanguageModelTask(Task):
 
     def dummy_inputs(self):
         return {"decoder_token_ids": tf.constant([[5, 6, 3]], tf.int32)}
+
+    # --- Continuing a prompt: decode.py's searches, run as over a translator's decoder ---------
+
+    def encode(self, prompt_ids, max_decode_length, static_shapes=True):
+        """The decoding state that continues ``prompt_ids`` (int32 [batch, length], each prompt's
+        pieces, 0-padded): the network's empty state (``initial_decoding_state``) and the prompt,
+        which ``decode_step`` forces as the first outputs. decode.py's greedy and beam searches then
+        continue a prompt as they decode a translation, every step cached."""
+        if not all(layer.built for layer in self.decoder_layers):
+            self(self.dummy_inputs())  # keras-hub creates a layer's sublayers on its first call.
+        lengths = tf.reduce_sum(tf.cast(tf.not_equal(prompt_ids, PAD_ID), tf.int32), axis=1)
+        state = self.initial_decoding_state(tf.shape(prompt_ids)[0], max_decode_length, static_shapes)
+        # One padding column more: an empty prompt still has a column to read (never forced).
+        state.update(prompt=tf.pad(tf.cast(prompt_ids, tf.int32), [[0, 0], [0, 1]]), prompt_length=lengths)
+        return state
+
+    def decode_step(self, token_ids, state, index, weights=None):
+        """One step; the logits of a position still inside a prompt leave only its next piece."""
+        logits, new_state = self.next_token_logits(token_ids, state, index, weights)
+        prompt = state["prompt"]
+        forced = tf.gather(prompt, tf.minimum(index, tf.shape(prompt)[1] - 1), axis=1)
+        forced = tf.one_hot(forced, tf.shape(logits)[-1], on_value=0.0, off_value=-1e9, dtype=logits.dtype)
+        return tf.where((index < state["prompt_length"])[:, None], forced, logits), new_state
+
+    def initial_decoding_state(self, batch_size, max_decode_length, static_shapes):
+        """The network's state before its first token (caches, LSTM states): a dict of batch-first tensors."""
+        raise NotImplementedError
+
+    def next_token_logits(self, token_ids, state, index, weights=None):
+        """``decode_step`` of the network: (float32 logits [batch, vocab] after ``token_ids`` at position
+        ``index``, the new state)."""
+        raise NotImplementedError

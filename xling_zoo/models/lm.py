@@ -21,7 +21,7 @@ import tensorflow as tf
 from xling_zoo.errors import UserError
 from xling_zoo.layers.hoisted_lstm import HoistedLSTM
 from xling_zoo.models.base import PAD_ID, LanguageModelTask
-from xling_zoo.models.transformer import LogitsBias, check_transformer_args
+from xling_zoo.models.transformer import LogitsBias, _fused_qkv, cached_decoder_stack, check_transformer_args
 from xling_zoo.registry import register_model
 
 DECODER_TYPES = ("transformer", "lstm")
@@ -130,8 +130,7 @@ class TransformerLM(LanguageModel):
 
     def decoder_features(self, inputs, training=False):
         token_ids = inputs["decoder_token_ids"]
-        x = self.target_embedding(token_ids) * tf.cast(self.hidden_dim ** 0.5, self.target_embedding.compute_dtype)
-        x = self.target_embedding_dropout(x + self.target_position_embedding(x), training=training)
+        x = self._embed(token_ids, training=training)
         padding_mask = tf.not_equal(token_ids, PAD_ID)
         for layer in self.decoder_layers:  # Causal self-attention: keras-hub's default without an encoder.
             x = layer(x, decoder_padding_mask=padding_mask, training=training)
@@ -143,6 +142,56 @@ class TransformerLM(LanguageModel):
         if self.tie_embeddings:
             return self.logits(self.target_embedding(features, reverse=True))
         return self.logits(features)
+
+    def _embed(self, token_ids, start_index=0, training=False):
+        x = self.target_embedding(token_ids) * tf.cast(self.hidden_dim ** 0.5, self.target_embedding.compute_dtype)
+        x = x + self.target_position_embedding(x, start_index=start_index)
+        return self.target_embedding_dropout(x, training=training)
+
+    # --- Decoding: the translator's cached layers (transformer.cached_decoder_stack), no cross-attention
+
+    def initial_decoding_state(self, batch_size, max_decode_length, static_shapes):
+        if isinstance(max_decode_length, int) and max_decode_length > self.max_length:
+            raise UserError(f"lm: {max_decode_length} tokens to decode exceed the model's max_length={self.max_length} "
+                            "(its learned positions)")
+        head_dim = self.hidden_dim // self.num_heads
+        # Heads-first caches, pre-allocated with static shapes (XLA), else growing by one position a step.
+        empty = tf.zeros([batch_size, self.num_heads, max_decode_length if static_shapes else 0, head_dim],
+                         self.compute_dtype)
+        state = {}
+        if static_shapes:
+            state["cache_positions"] = tf.tile(tf.range(max_decode_length)[None, None, None, :], [batch_size, 1, 1, 1])
+        for i in range(self.num_layers):
+            state[f"self_key_{i}"], state[f"self_value_{i}"] = empty, empty
+        return state
+
+    def decoding_state_shapes(self, state):
+        shapes = super().decoding_state_shapes(state)
+        if "cache_positions" not in state:  # Growing caches: their length axis changes every step.
+            for i in range(self.num_layers):
+                for name in (f"self_key_{i}", f"self_value_{i}"):
+                    shapes[name] = tf.TensorShape([None, self.num_heads, None, state[name].shape[3]])
+        return shapes
+
+    def decoding_weights(self):
+        weights = {f"self_qkv_{i}": _fused_qkv(layer._self_attention_layer) for i, layer in enumerate(self.decoder_layers)}
+        if self.tie_embeddings:
+            weights["output_kernel"] = tf.transpose(self.target_embedding.embeddings)
+        return weights
+
+    def next_token_logits(self, token_ids, state, index, weights=None):
+        index = tf.convert_to_tensor(index, tf.int32)
+        x = self._embed(token_ids[:, None], start_index=index)[:, 0, :]
+        weights = weights or self.decoding_weights()
+        x, new_state = cached_decoder_stack(self.decoder_layers, x, state, index, weights)
+        if self.normalize_first:
+            x = self.decoder_output_layer_norm(x)
+        if self.tie_embeddings:
+            dtype = self.target_embedding.reverse_dtype or x.dtype
+            logits = self.logits(tf.matmul(tf.cast(x, dtype), tf.cast(weights["output_kernel"], dtype)))
+        else:
+            logits = self.logits(x)
+        return tf.cast(logits, tf.float32), new_state
 
     def vocab_axes(self):
         axes = {self.target_embedding.embeddings.path: ("target", 0), self.logits.bias.path: ("target", 0)}
@@ -202,6 +251,19 @@ class LSTMLM(LanguageModel):
 
     def output_logits(self, features, training=False):
         return self.logits(self.dropout_layer(features, training=training))
+
+    def initial_decoding_state(self, batch_size, max_decode_length, static_shapes):
+        zeros = tf.zeros([batch_size, self.units], self.compute_dtype)
+        return {name: zeros for i in range(self.num_layers) for name in (f"h_{i}", f"c_{i}")}
+
+    def next_token_logits(self, token_ids, state, index, weights=None):
+        # The LSTM state carries the whole history: no cache beyond it.
+        x = self.target_embedding(token_ids)
+        new_state = dict(state)
+        for i, layer in enumerate(self.decoder_layers):
+            x, (h, c) = layer.cell(x, [state[f"h_{i}"], state[f"c_{i}"]])
+            new_state[f"h_{i}"], new_state[f"c_{i}"] = h, c
+        return tf.cast(self.output_logits(x), tf.float32), new_state
 
     def vocab_axes(self):
         return {self.target_embedding.embeddings.path: ("target", 0), self.logits.kernel.path: ("target", 1),

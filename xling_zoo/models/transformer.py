@@ -288,16 +288,8 @@ class TransformerSeq2Seq(Seq2SeqTask):
         index = tf.convert_to_tensor(index, tf.int32)
         x = self._embed(token_ids[:, None], self.target_embedding, self.target_position_embedding,
                         self.target_embedding_dropout, start_index=index)[:, 0, :]
-        self_bias = None  # A growing cache holds exactly the positions the new token may see.
-        if "cache_positions" in state:
-            # The new token sees itself and every earlier position: [1, 1 head, 1 query, keys].
-            self_bias = _mask_to_bias(state["cache_positions"] <= index, x.dtype)
-        new_state = dict(state)
         weights = weights or self.decoding_weights()
-        for i, layer in enumerate(self.decoder_layers):
-            x, new_state[f"self_key_{i}"], new_state[f"self_value_{i}"] = _cached_decoder_step(
-                layer, x, state[f"self_key_{i}"], state[f"self_value_{i}"], state[f"cross_key_{i}"],
-                state[f"cross_value_{i}"], index, self_bias, state["cross_bias"], weights[f"self_qkv_{i}"])
+        x, new_state = cached_decoder_stack(self.decoder_layers, x, state, index, weights)
         output_kernel = weights.get("output_kernel")
         return tf.cast(self._output(x, output_kernel), tf.float32), new_state
 
@@ -396,6 +388,23 @@ def _attend(attention, query, key, value, bias):
     return tf.matmul(context, output_kernel) + tf.cast(attention._output_dense.bias, query.dtype)
 
 
+def cached_decoder_stack(layers, x, state, index, weights):
+    """One token ([batch, width]) at position ``index`` through every decoder layer's cached step
+    (``_cached_decoder_step``), with the caches of ``state`` (``self_key_<i>``, ``self_value_<i>``;
+    ``cross_key_<i>``, ``cross_value_<i>``, ``cross_bias`` where the layers have cross-attention).
+    Returns (x, the new state)."""
+    self_bias = None  # A growing cache holds exactly the positions the new token may see.
+    if "cache_positions" in state:
+        # The new token sees itself and every earlier position: [1, 1 head, 1 query, keys].
+        self_bias = _mask_to_bias(state["cache_positions"] <= index, x.dtype)
+    new_state = dict(state)
+    for i, layer in enumerate(layers):
+        x, new_state[f"self_key_{i}"], new_state[f"self_value_{i}"] = _cached_decoder_step(
+            layer, x, state[f"self_key_{i}"], state[f"self_value_{i}"], state.get(f"cross_key_{i}"),
+            state.get(f"cross_value_{i}"), index, self_bias, state.get("cross_bias"), weights[f"self_qkv_{i}"])
+    return x, new_state
+
+
 def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value, index, self_bias, cross_bias,
                          self_qkv):
     """One token ([batch, width]) through a ``keras_hub.layers.TransformerDecoder`` at inference,
@@ -408,6 +417,7 @@ def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value,
     updated in place, and the self-attention query, key and value come from one matmul
     (``self_qkv``, from ``decoding_weights``).
     tests/models/test_transformer.py checks that the logits match the teacher-forced model.
+    ``cross_key`` None: a layer without cross-attention (a language model's).
     Returns (x, self_key, self_value).
     """
     num_heads = self_key.shape[1]
@@ -440,7 +450,8 @@ def _cached_decoder_step(layer, x, self_key, self_value, cross_key, cross_value,
         return _attend(attention, query, cross_key, cross_value, cross_bias)
 
     x = sublayer(layer._self_attention_layer_norm, x, self_attention)
-    x = sublayer(layer._cross_attention_layer_norm, x, cross_attention)
+    if cross_key is not None:  # A language model's layers have no cross-attention.
+        x = sublayer(layer._cross_attention_layer_norm, x, cross_attention)
     x = sublayer(layer._feedforward_layer_norm, x,
                  lambda h: layer._feedforward_output_dense(layer._feedforward_intermediate_dense(h)))
     return x, self_key, self_value
