@@ -264,10 +264,12 @@ def test_pretraining_text_never_holds_a_validation_or_test_sentence(tmp_path):
     train, validation, test = pairs[:300], pairs[300:350], pairs[350:]
     # Another English string with the same German: the multiway corpus has such sentences.
     train += [("A different source " + str(i) + ".", german) for i, (_, german) in enumerate(test[:7] + validation[:2])]
+    # An English test sentence, left untranslated in a German string.
+    train += [("Yet another source.", test[9][0])]
     spec = "tsv:" + ",".join(str(write_tsv(tmp_path / f"{name}.tsv", rows))
                              for name, rows in (("train", train), ("validation", validation), ("test", test)))
     splits = trainer.read_splits(lm_config(spec))
-    held_out = {german for _, german in validation + test}
+    held_out = {sentence for pair in validation + test for sentence in pair}
     assert len(splits.train) == 300 and not any(example["target"] in held_out for example in splits.train)
 
 

@@ -444,12 +444,14 @@ class LanguageModelTask(Task):
 
     @classmethod
     def training_examples(cls, config, train_examples, read_split):
-        """Without the sentences that are also validation or test sentences of the pair: the built-in
-        corpus translates different English strings into one sentence (29 of en-nl's 558 Dutch test
-        references are Dutch training sentences too), and a language model pretrained for a child
-        must never have read what the child is scored on."""
+        """Without the sentences that are also validation or test sentences of the pair, on either side:
+        the built-in corpus translates different English strings into one sentence (29 of en-nl's 558
+        Dutch test references are Dutch training sentences too; an English test source, "Log in", is a
+        Dutch one), and a language model pretrained for a child must never have read what the child
+        is scored on."""
         side = text_side(config)
-        held_out = {example[side] for split in ("validation", "test") for example in read_split(split)}
+        held_out = {example[key] for split in ("validation", "test") for example in read_split(split)
+                    for key in ("source", "target")}
         kept = [example for example in train_examples if example[side] not in held_out]
         if len(kept) < len(train_examples):
             print(f"Left out {len(train_examples) - len(kept)} training sentences that are also {config.language} "
