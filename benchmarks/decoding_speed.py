@@ -70,8 +70,11 @@ class NeverEos:
         vocab = tf.shape(logits)[-1]
         return logits + tf.one_hot(EOS_ID, vocab, dtype=logits.dtype) * tf.cast(decode.NEG_INF, logits.dtype)
 
-    def encode(self, encoder_token_ids, max_length):
-        return self.model.encode(encoder_token_ids, max_length)
+    def encode(self, encoder_token_ids, max_length, static_shapes=True):
+        return self.model.encode(encoder_token_ids, max_length, static_shapes)
+
+    def decoding_state_shapes(self, state):
+        return self.model.decoding_state_shapes(state)
 
     def decoding_weights(self):
         return self.model.decoding_weights()

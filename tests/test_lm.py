@@ -281,7 +281,7 @@ def test_the_other_commands_given_an_lm_run_say_what_it_is(lm_run, tmp_path):
     run = workdir_lib.load_run(workdir)
     with pytest.raises(UserError, match="this lm run does not translate"):
         Translator(run.model, run.tokenizers, run.config)
-    with pytest.raises(UserError, match="this run is lm$"):
+    with pytest.raises(UserError, match=r"this run is lm \(export it as a SavedModel: --format=savedmodel\)"):
         ctranslate2_export.check_model_name("lm")
     assert "best_validation_bleu" not in json.loads((workdir / "metrics.json").read_text())
 
@@ -367,3 +367,109 @@ def test_the_export_continues_prompts_in_tf_servings_loader_and_survives_garbage
     assert serving.session_outputs(str(destination), [])["texts"].shape == (0,)
     with pytest.raises(UserError, match="split_long_sentences is a translator's option"):
         export_run(workdir, tmp_path / "export", split_long_sentences=True)
+
+
+def test_an_english_lm_gives_the_childs_encoder_and_a_german_one_its_decoder(lm_run, tiny_tsv, tmp_path):
+    workdir, _ = lm_run
+    english = lm_config(tiny_tsv, "language=en", "tokenizer.vocab_size=290", "train.steps=3", "train.eval_every_steps=3")
+    trainer.train_and_evaluate(english, tmp_path / "lm-en")
+    lm_child(workdir, tiny_tsv, tmp_path, encoder_from=tmp_path / "lm-en",
+             overrides=["train.steps=2", "train.eval_every_steps=2", "eval.validation_bleu_examples=4",
+                        "model.num_encoder_layers=1", "model.tie_embeddings=false"])
+    report = json.loads((tmp_path / "child" / "transfer.json").read_text())
+    assert report["encoder_lm"] == str(tmp_path / "lm-en")
+    remapped = report["remapped"]
+    assert remapped["transformer/source_embedding/embeddings"]["vocabulary"] == "encoder_lm"
+    assert remapped["transformer/target_embedding/embeddings"]["vocabulary"] == "target"
+    # The encoder's layers are the English lm's: nothing of it is new but what it lacks.
+    new = report["new"]
+    assert not [path for path in new if "encoder_layer" in path or "source_" in path]
+    assert [path for path in new if "cross_attention" in path] and "transformer/logits/kernel" in new
+    assert report["encoder_from"]["language"] == "en" and report["parent_not_used"] == []
+    assert report["encoder_from"]["not_used"] == [str(tmp_path / "lm-en") + ":lm/logits/bias"]
+
+    from xling_zoo import transfer as transfer_lib
+    parent, encoder = workdir_lib.load_run(workdir), workdir_lib.load_run(tmp_path / "lm-en")
+    config = json.loads((tmp_path / "child" / "config.json").read_text())
+    child = workdir_lib.build_model(config_lib.from_json(json.dumps(config)), workdir_lib.load_run(tmp_path / "child").tokenizers)
+    transfer_lib.Transfer(parent, workdir_lib.load_run(tmp_path / "child").tokenizers, encoder_source=encoder).initialize(child)
+    ours = {v.path.split("/", 1)[1]: v.numpy() for v in child.weights}
+    theirs = {v.path.split("/", 1)[1]: v.numpy() for v in encoder.model.weights}
+    np.testing.assert_array_equal(ours["encoder_layer_0/self_attention_layer/query/kernel"],
+                                  theirs["decoder_layer_0/self_attention/query/kernel"])
+    np.testing.assert_array_equal(ours["encoder_layer_0/feedforward_output_dense/kernel"],
+                                  theirs["decoder_layer_0/feedforward_output_dense/kernel"])
+
+
+@pytest.mark.parametrize("encoder, overrides, message", [
+    ("lm-de", ["model.tie_embeddings=false"], "is a language model of de; the child --pair=en-de reads en"),
+    ("lm-en", [], "cannot hold two language models' embeddings: --set=model.tie_embeddings=false"),
+    ("missing", [], "--encoder_from=.*missing"),
+])
+def test_an_encoder_lm_that_cannot_give_its_layers_is_one_clear_error(lm_run, tiny_tsv, tmp_path, encoder, overrides,
+                                                                      message):
+    workdir, _ = lm_run
+    if encoder == "lm-en":
+        trainer.train_and_evaluate(lm_config(tiny_tsv, "language=en", "tokenizer.vocab_size=290", "train.steps=1",
+                                             "train.eval_every_steps=1"),
+                                   tmp_path / "lm-en")
+    source = {"lm-de": workdir, "lm-en": tmp_path / "lm-en", "missing": tmp_path / "missing"}[encoder]
+    with pytest.raises(UserError, match=message):
+        lm_child(workdir, tiny_tsv, tmp_path, encoder_from=source,
+                 overrides=["train.steps=2", "model.num_encoder_layers=1", *overrides])
+    assert not (tmp_path / "child" / "config.json").exists()
+
+
+# --- What the second review found: positions, sampling seeds, flags, freezing fresh weights ---------
+
+def test_continuations_stay_within_the_trained_positions_and_sample_alike_in_any_batch(lm_run):
+    from xling_zoo.decode import Continuer
+
+    workdir, _ = lm_run
+    run = workdir_lib.load_run(workdir)
+    longest = run.config.data.max_length - 1
+    continuer = Continuer(run.model, run.tokenizers, run.config, max_new_tokens=200)
+    prompts = ["Der rote Benutzer", "Die Datei " * 40, ""]
+    for text in continuer.continue_all(prompts):
+        assert len(run.tokenizers.target.tokenize(tf.constant([text])).to_list()[0]) <= longest
+    sampler = Continuer(run.model, run.tokenizers, run.config, max_new_tokens=8, temperature=1.0, top_k=10 ** 6, seed=2 ** 32)
+    same = ["Ein Haus"] * 6
+    by_one, by_four = sampler.continue_all(same, batch_size=1), sampler.continue_all(same, batch_size=4)
+    assert by_one == by_four and len(set(by_one)) > 1  # Each row its own draw, whatever the batch.
+    assert all(text.startswith("Ein Haus") for text in by_one)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_new_tokens": 0}, "--max_new_tokens=0 must be >= 1"),
+    ({"temperature": 1e-9}, "--temperature=1e-09 must be 0 .* or in"),
+    ({"top_k": 5}, "--top_k=5 must be 0 without --temperature"),
+])
+def test_continuation_flags_out_of_range_are_one_clear_error(lm_run, options, message):
+    from xling_zoo.decode import Continuer
+
+    run = workdir_lib.load_run(lm_run[0])
+    with pytest.raises(UserError, match=message):
+        Continuer(run.model, run.tokenizers, run.config, **options)
+
+
+def test_stdin_with_a_stray_byte_is_read_line_by_line(monkeypatch):
+    import io
+    import sys
+
+    from xling_zoo import cli
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Ein Haus\n\xff kaputt\n\nletzte")))
+    assert cli.read_stdin_lines() == ["Ein Haus", "\ufffd kaputt", "", "letzte"]
+    assert cli.one_line("zwei\nZeilen\u2028drei") == "zwei Zeilen drei"
+
+
+def test_freezing_a_group_the_parent_did_not_give_is_refused(lm_run, tiny_tsv, tmp_path):
+    workdir, _ = lm_run
+    with pytest.raises(UserError, match="--freeze=decoder would keep .* weights that the parent does not give"):
+        lm_child(workdir, tiny_tsv, tmp_path, freeze=["decoder"])
+    assert not (tmp_path / "child" / "config.json").exists()
+
+
+def test_a_config_file_of_another_model_is_refused():
+    with pytest.raises(UserError, match="is a lstm_seq2seq config, not a transformer one"):
+        config_lib.load_config("transformer", config_lib.CONFIG_DIR / "lstm_seq2seq.py")

@@ -36,6 +36,19 @@ def apply_thread_flags():
         tf.config.threading.set_inter_op_parallelism_threads(values.get("inter_op_threads", 0))
 
 
+def read_stdin_lines():
+    """stdin's lines (split at line feeds only, as readlines does), decoded as UTF-8 with invalid bytes
+    replaced (U+FFFD), without their line feed: a stray byte in one line must not fail the whole input."""
+    lines = sys.stdin.buffer.read().decode("utf-8", "replace").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def one_line(text):
+    """``text`` on one line (its line breaks, as Python's splitlines sees them, become spaces): one
+    output line per input line."""
+    return " ".join(text.splitlines()) if text else text
+
+
 def run(main):
     """``app.run(main)``, turning a UserError into one line on stderr and exit code 2."""
 

@@ -93,6 +93,9 @@ def load_config(model_name, config_file=None, overrides=()):
     get_model(model_name)  # An unknown name is an error listing the registered ones.
     path = config_file or config_path_for(model_name)
     config = load_config_file(path)
+    if config.get("model_name") and config.model_name != model_name:
+        raise UserError(f"--config={path} is a {config.model_name} config, not a {model_name} one: give "
+                        f"--model={config.model_name}, or a config of {model_name} (configs/{model_name}*.py)")
     config.model_name = model_name
     for assignment in overrides:
         apply_override(config, assignment)

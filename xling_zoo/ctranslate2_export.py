@@ -78,11 +78,8 @@ def check_quantization(quantization):
 
 def check_model_name(model_name):
     if model_name not in SUPPORTED_MODELS:
-        from xling_zoo.registry import get_model
-
-        translator = get_model(model_name).task_type == "seq2seq"
         raise UserError(f"--format=ctranslate2 exports {' and '.join(SUPPORTED_MODELS)} runs; this run is "
-                        f"{model_name}" + (" (export it as a SavedModel: --format=savedmodel)" if translator else ""))
+                        f"{model_name} (export it as a SavedModel: --format=savedmodel)")
 
 
 def default_export_dir(workdir, quantization, target_language, multi_target):

@@ -53,15 +53,27 @@ def _greedy_tokens(logits, finished):
     return tf.cond(picked_forbidden, lambda: _argmax(_forbid_special(logits)), lambda: best)
 
 
-def _sampled_tokens(logits, index, temperature, top_k, seed):
-    """A token drawn from softmax(logits / temperature) (PAD and BOS never), among the ``top_k`` most
-    likely when top_k > 0; seeded by (seed, step), so the same call draws the same tokens."""
-    logits = _forbid_special(tf.cast(logits, tf.float32)) / temperature
+def _sampled_tokens(logits, index, temperature, top_k, seed, rows):
+    """A token per row drawn from softmax(logits / temperature) (PAD and BOS never), among the
+    ``top_k`` most likely when top_k > 0. Each row's draw is seeded by (seed, its step, ``rows``: its
+    index among all the rows of a job, int32 [batch]), so a text draws the same tokens whatever the
+    batch it is in; a row whose logits leave one token (a forced prompt piece) gets that token."""
+    logits = _forbid_special(tf.cast(logits, tf.float32))
+    forced = tf.reduce_sum(tf.cast(logits > NEG_INF / 2, tf.int32), axis=-1) == 1
+    logits = logits / temperature
     if top_k:
-        kth = tf.math.top_k(logits, k=top_k).values[:, -1:]
+        k = tf.minimum(top_k, tf.shape(logits)[-1])
+        kth = tf.math.top_k(logits, k=k).values[:, -1:]
         logits = tf.where(logits < kth, NEG_INF, logits)
-    seeds = tf.stack([tf.cast(seed, tf.int32), tf.cast(index, tf.int32)])
-    return tf.cast(tf.random.stateless_categorical(logits, 1, seeds)[:, 0], tf.int32)
+    step = tf.cast(index, tf.int64) * (1 << 32)
+
+    def draw(row):
+        row_logits, row_id = row
+        seeds = tf.stack([tf.cast(seed, tf.int64), step + tf.cast(row_id, tf.int64)])
+        return tf.cast(tf.random.stateless_categorical(row_logits[None, :], 1, seeds)[0, 0], tf.int32)
+
+    drawn = tf.map_fn(draw, (logits, rows), fn_output_signature=tf.int32)
+    return tf.where(forced, _argmax(logits), drawn)
 
 
 def decode_length_limits(encoder_token_ids, max_length, ratio=0.0, offset=0):
@@ -78,14 +90,17 @@ def decode_length_limits(encoder_token_ids, max_length, ratio=0.0, offset=0):
 
 
 def greedy_search(model, encoder_token_ids, max_length, limits=None, static_shapes=False, temperature=0.0, top_k=0,
-                  seed=0):
+                  seed=0, rows=None):
     """Cached greedy decoding. Returns int32 [batch, max_length]: tokens, eos, then padding.
     ``limits`` (int32 [batch], ``decode_length_limits``) cuts each sentence at its own length;
     ``static_shapes`` (for XLA) keeps every loop tensor's shape fixed (``Seq2SeqTask.encode``).
-    ``temperature`` > 0 samples each token instead (``_sampled_tokens``: ``top_k``, ``seed``)."""
+    ``temperature`` > 0 samples each token instead (``_sampled_tokens``: ``top_k``, ``seed``, ``rows``:
+    each row's index in the whole job, default its index in the batch)."""
     batch = tf.shape(encoder_token_ids)[0]
     if limits is None:
         limits = tf.fill([batch], max_length)
+    if rows is None:
+        rows = tf.range(batch)
     state = model.encode(encoder_token_ids, max_length, static_shapes)
     weights = model.decoding_weights()
     tokens = tf.fill([batch], BOS_ID)
@@ -96,7 +111,7 @@ def greedy_search(model, encoder_token_ids, max_length, limits=None, static_shap
     def body(i, tokens, state, finished, output):
         logits, state = model.decode_step(tokens, state, i, weights)
         if temperature > 0:
-            next_tokens = _sampled_tokens(logits, i, temperature, top_k, seed)
+            next_tokens = _sampled_tokens(logits, i, temperature, top_k, seed, rows)
         else:
             next_tokens = _greedy_tokens(logits, finished)
         next_tokens = tf.where(finished, PAD_ID, next_tokens)
@@ -366,10 +381,16 @@ class Continuer(tf.Module):
     """A language model's prompts in, their continuations out, in one graph: tokenize, decode (the
     prompt forced through the cached steps, then greedy, sampled or beam search), detokenize.
 
-    A prompt longer than ``data.max_length - 1`` pieces keeps its last ones (the model was trained on
-    sentences of at most that many); each continues for at most ``max_new_tokens`` pieces or to its
-    eos. ``continue_text`` returns each prompt's kept text followed by its continuation.
+    A prompt and its continuation stay within the positions the model was trained on: at most
+    ``data.max_length - 1`` pieces after bos. A longer prompt keeps its last ``data.max_length - 2``
+    pieces; each continues for at most ``max_new_tokens`` pieces, fewer where that limit would pass,
+    or to its eos. ``continue_text`` returns each prompt's kept text followed by its continuation.
+    Beam search ranks hypotheses by the GNMT length penalty over the prompt's pieces too.
     """
+
+    # Sampling temperatures outside this range either stop being a distribution (the forced
+    # prompt's -1e9 logits divided away) or overflow float32.
+    TEMPERATURES = (1e-3, 100.0)
 
     def __init__(self, model, tokenizers, config, max_new_tokens=None, beam_size=1, temperature=0.0, top_k=0, seed=0):
         super().__init__(name="continuer")
@@ -377,50 +398,57 @@ class Continuer(tf.Module):
             raise UserError(f"this {model.registered_name} run continues no text (a {model.task_type} model); "
                             "continue text with a language model's run (python -m xling_zoo.train --model=lm)")
         self.model, self.tokenizer = model, tokenizers.target
-        self.max_prompt = config.data.max_length - 1  # bos + pieces: the longest training input.
-        self.max_new_tokens = int(max_new_tokens or config.eval.max_decode_length)
+        # bos + pieces fill the longest training input; the prompt leaves room for one new piece.
+        self.max_length = config.data.max_length - 1
+        self.max_prompt = self.max_length - 1
+        self.max_new_tokens = int(config.eval.max_decode_length if max_new_tokens is None else max_new_tokens)
         self.beam_size, self.temperature, self.top_k, self.seed = int(beam_size), float(temperature), int(top_k), int(seed)
         self.length_penalty = float(config.eval.length_penalty)
         problems = [f"{name}={value} must be {rule}" for name, value, ok, rule in (
             ("--max_new_tokens", self.max_new_tokens, self.max_new_tokens >= 1, ">= 1"),
             ("--beam_size", self.beam_size, self.beam_size >= 1, ">= 1"),
-            ("--temperature", self.temperature, self.temperature >= 0, ">= 0 (0 = the most likely piece)"),
+            ("--temperature", self.temperature, self.temperature == 0 or
+             self.TEMPERATURES[0] <= self.temperature <= self.TEMPERATURES[1],
+             f"0 (the most likely piece) or in [{self.TEMPERATURES[0]}, {self.TEMPERATURES[1]:g}]"),
             ("--top_k", self.top_k, self.top_k >= 0, ">= 0 (0 = every piece)"),
+            ("--top_k", self.top_k, not (self.top_k and not self.temperature), "0 without --temperature (it "
+             "narrows sampling; without it the most likely piece is taken)"),
             ("--temperature", self.temperature, not (self.temperature and self.beam_size > 1),
              "0 with --beam_size above 1 (sampling draws one continuation)")) if not ok]
         if problems:
             raise UserError("; ".join(problems))
-        self.max_length = self.max_prompt + self.max_new_tokens
         positions = getattr(model, "max_length", None)
-        if positions is not None and self.max_length > positions:
-            raise UserError(f"--max_new_tokens={self.max_new_tokens}: a prompt of up to {self.max_prompt} pieces "
-                            f"and its continuation need {self.max_length} positions; the model has {positions} "
-                            f"(model.transformer.max_length): ask for at most {positions - self.max_prompt}")
+        if positions is not None and self.max_length + 1 > positions:
+            raise UserError(f"data.max_length={config.data.max_length} exceeds the model's {positions} positions "
+                            "(model.transformer.max_length)")
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def continue_text(self, prompts):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])
+    def continue_text(self, prompts, first_row=0):
+        """``first_row``: the index of the first prompt among all of a job's (what sampling is seeded by)."""
         pieces = self.tokenizer.tokenize(normalize_whitespace(prompts))[:, -self.max_prompt:]
         lengths = tf.cast(pieces.row_lengths(), tf.int32)
         ids = pieces.to_tensor(default_value=PAD_ID)
-        limits = lengths + self.max_new_tokens
+        limits = tf.minimum(lengths + self.max_new_tokens, self.max_length)
         if self.beam_size > 1:
             output = beam_search(self.model, ids, self.max_length, self.beam_size, self.length_penalty, limits=limits)
         else:
             output = greedy_search(self.model, ids, self.max_length, limits, temperature=self.temperature,
-                                   top_k=self.top_k, seed=self.seed)
+                                   top_k=self.top_k, seed=self.seed, rows=first_row + tf.range(tf.size(prompts)))
         return self.tokenizer.detokenize(output)
 
     def prompts_cut(self, prompts):
-        """[(index, pieces)] of the prompts longer than ``data.max_length - 1`` pieces (their start is dropped)."""
+        """[(index, pieces)] of the prompts longer than ``data.max_length - 2`` pieces (their start is dropped)."""
         if not prompts:
             return []
         lengths = self.tokenizer.tokenize(normalize_whitespace(tf.constant(prompts, tf.string))).row_lengths().numpy()
         return [(i, int(n)) for i, n in enumerate(lengths) if n > self.max_prompt]
 
     def continue_all(self, prompts, batch_size=64):
-        """Python list in, list out, batches of ``batch_size``."""
+        """Python list in, list out, batches of ``batch_size``: the same texts whatever the batch size."""
+        if batch_size < 1:
+            raise UserError(f"--batch_size must be >= 1, got {batch_size}")
         results = []
         for start in range(0, len(prompts), batch_size):
             batch = tf.constant(prompts[start:start + batch_size], tf.string)
-            results += [text.decode("utf-8") for text in self.continue_text(batch).numpy()]
+            results += [text.decode("utf-8", "replace") for text in self.continue_text(batch, start).numpy()]
         return results

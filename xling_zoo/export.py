@@ -221,7 +221,8 @@ if __name__ == "__main__":
                         "(default: <workdir>/export); with --format=ctranslate2 the model folder to write "
                         "(default: <workdir>/ctranslate2-<quantization>).")
     flags.DEFINE_integer("version", None, "Version folder to write (default: one above the highest existing).")
-    flags.DEFINE_integer("beam_size", None, "Beam width baked into the export (default: the run's eval.beam_size).")
+    flags.DEFINE_integer("beam_size", None, "Beam width baked into the export (default: a translator's "
+                         "eval.beam_size; greedy for a language model).")
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which weights: best validation BLEU or latest.")
     flags.DEFINE_integer("max_input_bytes", 4096, "Longest accepted sentence in UTF-8 bytes, checked before "
                          "tokenising (protects the server from huge requests); longer ones get status too_long.")

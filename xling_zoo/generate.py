@@ -46,14 +46,14 @@ def main(argv):
         raise UserError(f"--workdir={FLAGS.workdir} holds a {run.config.model_name} run, which continues no text: "
                         "give a language model's run (python -m xling_zoo.train --model=lm); a translator "
                         "translates with python -m xling_zoo.translate")
-    lines = sys.stdin.readlines()
+    lines = cli.read_stdin_lines()
     if not lines:
         raise UserError("stdin is empty: pipe the prompts to continue, one per line "
                         f"(echo 'Het bestand' | python -m xling_zoo.generate --workdir={FLAGS.workdir})")
     for text in continue_lines(run, lines, max_new_tokens=FLAGS.max_new_tokens, beam_size=FLAGS.beam_size,
                                temperature=FLAGS.temperature, top_k=FLAGS.top_k, seed=FLAGS.seed,
                                batch_size=FLAGS.batch_size):
-        print(text)
+        print(cli.one_line(text))  # A sampled piece may be a line break.
 
 
 if __name__ == "__main__":

@@ -189,7 +189,7 @@ class ServingGraph:
 CUT = "cut"
 CONTINUATION_STATUSES = {
     OK: "continued",
-    CUT: "longer than data.max_length - 1 pieces: its last pieces continued (the text returned starts there)",
+    CUT: "longer than data.max_length - 2 pieces: its last pieces continued (the text returned starts there)",
     TOO_LONG: "over max_input_bytes UTF-8 bytes; not read; text empty",
 }
 
@@ -213,13 +213,16 @@ class ContinuationServingGraph:
     def serve(self, sentences):
         """tf.string [batch] -> {"texts": tf.string [batch], "status": tf.string [batch]}."""
         too_long = tf.strings.length(sentences) > self.max_input_bytes
-        prompts = tf.where(too_long, "", sentences)
-        pieces = self.tokenizers.target.tokenize(normalize_whitespace(prompts)).row_lengths()
+        pieces = self.tokenizers.target.tokenize(normalize_whitespace(tf.where(too_long, "", sentences))).row_lengths()
         status = tf.where(too_long, TOO_LONG, tf.where(pieces > self.continuer.max_prompt, CUT, OK))
-        # The decoder cannot run on zero rows (an empty request).
-        texts = tf.cond(tf.size(prompts) > 0, lambda: self.continuer.continue_text(prompts),
+        # Only the accepted prompts are decoded (a too_long one is never tokenised for decoding); the
+        # decoder cannot run on zero rows.
+        accepted = tf.logical_not(too_long)
+        prompts, rows = tf.boolean_mask(sentences, accepted), tf.cast(tf.where(accepted)[:, 0], tf.int32)
+        texts = tf.cond(tf.size(prompts) > 0, lambda: self.continuer.continue_text(prompts, 0),
                         lambda: tf.zeros([0], tf.string))
-        return {"texts": tf.where(too_long, "", texts), "status": status}
+        per_prompt = tf.RaggedTensor.from_value_rowids(texts, rows, nrows=tf.size(sentences, tf.int32))
+        return {"texts": tf.strings.reduce_join(per_prompt, axis=1), "status": status}
 
     def check(self, saved_model_dir, run, count):
         """Up to ``count`` prompts (the first three words of the run's validation sentences) through TF
@@ -234,7 +237,7 @@ class ContinuationServingGraph:
             return []
         outputs = session_outputs(saved_model_dir, prompts)
         exported = [t.decode("utf-8") for t in outputs["texts"]]
-        expected = [t.decode("utf-8") for t in self.continuer.continue_text(tf.constant(prompts)).numpy()]
+        expected = [t.decode("utf-8") for t in self.continuer.continue_text(tf.constant(prompts), 0).numpy()]
         wrong = [i for i, (a, b, s) in enumerate(zip(exported, expected, outputs["status"])) if a != b or s != b"ok"]
         if wrong:
             i = wrong[0]

@@ -63,7 +63,7 @@ VOCAB_MODES = ("parent", "extend", "child", "auto")
 TRANSFER_FILE = "transfer.json"
 # transfer.json keys that must not change when a child run is resumed: they fix its tokenizer and
 # the structure of its optimizer checkpoint.
-RESUME_KEYS = ("parent", "vocab", "freeze", "transferred_lr_multiplier")
+RESUME_KEYS = ("parent", "vocab", "freeze", "transferred_lr_multiplier", "encoder_lm")
 # New pieces listed by name in transfer.json (the counts are always complete).
 LISTED_NEW_PIECES = 50
 
@@ -231,9 +231,14 @@ class Transfer:
         transferred_lr_multiplier: float. Learning-rate factor of the weights copied unchanged from
             the parent; weights with new vocabulary rows train at the full rate.
         child: dict. What the report says about the child (pair, corpus, ...).
+        encoder_source: workdir.Run or None. A language model of the child's source language whose
+            layers initialise the child's encoder instead of the parent's (Ramachandran et al. 2017):
+            the weights the child maps to it (``Seq2SeqTask.encoder_key_in_lm``), its vocabulary
+            remapped to the child's source vocabulary.
     """
 
-    def __init__(self, parent, tokenizers, vocab="parent", freeze=(), transferred_lr_multiplier=1.0, child=None):
+    def __init__(self, parent, tokenizers, vocab="parent", freeze=(), transferred_lr_multiplier=1.0, child=None,
+                 encoder_source=None):
         self.parent = parent
         self.tokenizers = tokenizers
         self.vocab = vocab
@@ -252,14 +257,26 @@ class Transfer:
         self.remaps["target"] = (self.remaps["source"] if parent.tokenizers.joint and tokenizers.joint else
                                  remap_vocabulary(parent.tokenizers.target, tokenizers.target, parent_tags))
         # {weight key: (parent path, the child's value, (side, axis) if remapped else None)}.
-        axes = parent.model.vocab_axes()
-        self._parent_weights = {}
-        for key, variable in zip(weight_keys(parent.model), parent.model.weights):
+        self._parent_weights = self._weights_of(parent.model, self.remaps)
+        self.encoder_source, self._encoder_weights = encoder_source, None
+        if encoder_source is not None:
+            tags = [language_tag(encoder_source.config.language)]
+            self.remaps["encoder_lm"] = remap_vocabulary(encoder_source.tokenizers.target, tokenizers.source, tags)
+            self._encoder_weights = self._weights_of(encoder_source.model, {"target": self.remaps["encoder_lm"]},
+                                                     side="encoder_lm", prefix=f"{encoder_source.workdir}:")
+
+    @staticmethod
+    def _weights_of(model, remaps, side=None, prefix=""):
+        """{weight key: (path, value with its vocabulary rows remapped, (side, axis) if remapped)}."""
+        axes, weights = model.vocab_axes(), {}
+        for key, variable in zip(weight_keys(model), model.weights):
             value, how = variable.numpy(), None
-            if variable.path in axes and not self.remaps[axes[variable.path][0]].identity:
-                how = axes[variable.path]
-                value = remap_array(value, how[1], self.remaps[how[0]])
-            self._parent_weights[key] = (variable.path, value, how)
+            if variable.path in axes and not remaps[axes[variable.path][0]].identity:
+                vocabulary, axis = axes[variable.path]
+                how = (side or vocabulary, axis)
+                value = remap_array(value, axis, remaps[vocabulary])
+            weights[key] = (prefix + variable.path, value, how)
+        return weights
 
     # --- Hooks ---------------------------------------------------------------------------------
 
@@ -267,10 +284,10 @@ class Transfer:
         """Sets every weight of ``model`` (a freshly built child) that the parent has. Returns the report."""
         self._check_freeze_groups(model)
         matched, mismatched = [], []
-        for key, variable in zip(self._keys(model), model.weights):
-            if key not in self._parent_weights:
+        for entry, variable in zip(self._sources(model)[0], model.weights):
+            if entry is None:
                 continue
-            parent_path, value, _ = self._parent_weights[key]
+            parent_path, value, _ = entry
             if tuple(variable.shape) != value.shape:
                 mismatched.append(f"{variable.path} {tuple(variable.shape)} <- {parent_path} {value.shape}")
             matched.append((variable, value))
@@ -306,21 +323,42 @@ class Transfer:
     def settings(self):
         """What a resumed child run must be started with again (see RESUME_KEYS)."""
         return {"parent": workdir_lib.absolute(self.parent.workdir), "vocab": self.vocab, "freeze": self.freeze_groups,
-                "transferred_lr_multiplier": self.transferred_lr_multiplier}
+                "transferred_lr_multiplier": self.transferred_lr_multiplier,
+                "encoder_lm": workdir_lib.absolute(self.encoder_source.workdir) if self.encoder_source else None}
 
-    def _keys(self, model):
-        """The parent's weight key of each of the child's weights: its own (``weight_keys``), or the
-        one the child declares for a parent of another task (``Task.parent_weight_key``: a tied
-        translator's ``shared_embedding`` is a language model's ``target_embedding``)."""
+    def _sources(self, model):
+        """Where each of the child's weights comes from: a list (in ``model.weights``' order) of
+        (source path, value, how it was remapped) or None (new), and the keys of the parent's weights
+        used. A weight takes the parent's of its own key (``weight_keys``), or of the key the child
+        declares for a parent of another task (``Task.parent_weight_key``: a tied translator's
+        ``shared_embedding`` is a language model's ``target_embedding``); with an encoder source,
+        the weights the child maps to that language model take its (``encoder_key_in_lm``)."""
         parent_task = self.parent.model.task_type
-        return [model.parent_weight_key(key, parent_task) for key in weight_keys(model)]
+        entries, used = [], set()
+        for key in weight_keys(model):
+            lm_key = model.encoder_key_in_lm(key) if self._encoder_weights is not None else None
+            if lm_key is not None:
+                entries.append(self._encoder_weights.get(lm_key))
+                continue
+            parent_key = model.parent_weight_key(key, parent_task)
+            entries.append(self._parent_weights.get(parent_key))
+            used.add(parent_key)
+        return entries, used
 
     def _check_freeze_groups(self, model):
+        """Known groups, holding no weight the parent does not give (frozen at its random start)."""
         groups = model.layer_groups()
         unknown = [g for g in self.freeze_groups if g not in groups]
         if unknown:
             raise UserError(f"--freeze: unknown layer group {', '.join(unknown)}; {model.name} has "
                             f"{', '.join(groups) or 'no groups'}")
+        fresh = {id(v) for v, entry in zip(model.weights, self._sources(model)[0]) if entry is None}
+        untrained = [v.path for name in self._frozen_layers(model) for v in model.get_layer(name).weights
+                     if id(v) in fresh]
+        if untrained:
+            raise UserError(f"--freeze={','.join(self.freeze_groups)} would keep {len(untrained)} weights that the "
+                            f"parent does not give at their random start (e.g. {untrained[0]}): freeze other "
+                            "groups, or none")
 
     def _frozen_layers(self, model):
         groups = model.layer_groups()
@@ -329,8 +367,7 @@ class Transfer:
     def _matched(self, model, kind):
         """The child's variables that the parent ``copied`` unchanged, ``remapped``, or did not have (``new``)."""
         result = []
-        for key, variable in zip(self._keys(model), model.weights):
-            entry = self._parent_weights.get(key)
+        for entry, variable in zip(self._sources(model)[0], model.weights):
             found = "new" if entry is None else "copied" if entry[2] is None else "remapped"
             if found == kind:
                 result.append(variable)
@@ -338,8 +375,8 @@ class Transfer:
 
     def _report(self, model):
         remapped = {}
-        for key, variable in zip(self._keys(model), model.weights):
-            entry = self._parent_weights.get(key)
+        entries, used = self._sources(model)
+        for entry, variable in zip(entries, model.weights):
             if entry is not None and entry[2] is not None:
                 side, axis = entry[2]
                 remap = self.remaps[side]
@@ -347,11 +384,19 @@ class Transfer:
                                            "rows_new": remap.child_size - remap.kept}
         frozen = [v.path for name in self._frozen_layers(model) for v in model.get_layer(name).weights]
         vocabularies = ({"joint": self.remaps["source"].summary()} if self.remaps["source"] is self.remaps["target"]
-                        else {side: remap.summary() for side, remap in self.remaps.items()})
+                        else {side: remap.summary() for side, remap in self.remaps.items() if side != "encoder_lm"})
+        if "encoder_lm" in self.remaps:
+            vocabularies["encoder_lm"] = self.remaps["encoder_lm"].summary()
         copied = self._matched(model, "copied")
         multipliers = {v.path: self.transferred_lr_multiplier for v in copied
                        if v.path not in frozen and self.transferred_lr_multiplier != 1.0}
-        child_keys = set(self._keys(model))
+        encoder = {}
+        if self._encoder_weights is not None:
+            taken = {entry[0] for entry in entries if entry is not None}
+            encoder = {"encoder_from": {"checkpoint": str(self.encoder_source.checkpoint),
+                                        "language": self.encoder_source.config.language,
+                                        "not_used": [path for path, _, _ in self._encoder_weights.values()
+                                                     if path not in taken]}}
         return {
             **self.settings(),
             "parent_checkpoint": str(self.parent.checkpoint),
@@ -365,7 +410,8 @@ class Transfer:
             # The child's own initialisation: weights the parent does not have.
             "new": [v.path for v in self._matched(model, "new")],
             # The parent's weights that the child has no place for (an adversarial parent's discriminator).
-            "parent_not_used": [path for key, (path, _, _) in self._parent_weights.items() if key not in child_keys],
+            "parent_not_used": [path for key, (path, _, _) in self._parent_weights.items() if key not in used],
+            **encoder,
             "frozen": {"groups": self.freeze_groups, "variables": frozen},
             "lr_multipliers": multipliers,
         }
@@ -380,7 +426,9 @@ def format_report(report):
     """A few lines for the console."""
     child_info = report["child"]
     auto = ""
-    if child_info.get("vocab_requested") == "auto":
+    if child_info.get("vocab_requested") == "auto" and not child_info["parent_vocab_byte_piece_share"]:
+        auto = " (auto: a language model parent's vocabulary holds its one language only)"
+    elif child_info.get("vocab_requested") == "auto":
         worst = max(child_info["parent_vocab_byte_piece_share"].values())
         auto = (f" (auto: {child_info['train_pairs']} training pairs, " +
                 (f"from {CHILD_VOCAB_MIN_PAIRS} on the child's own vocabulary; " if report["vocab"] == "child" and
@@ -485,6 +533,7 @@ def make_child_config(parent_config, pair, corpus_spec=None, data_dir=None, max_
             # Another task's training settings are not the child's (a language model's schedule and
             # selection by perplexity): the child's defaults, with the parent's corpus and tokenizer.
             default.corpus, default.data_dir, default.tokenizer = config.corpus, config.data_dir, config.tokenizer
+            default.skip_bad_lines = config.skip_bad_lines
             config = default
         config.model = model_section
         config.model_name = child_model
@@ -700,13 +749,15 @@ def auto_related(parent_config, child_pair, data_dir=None, train_pairs=0, skip_b
 
 def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_train_examples=None, vocab="auto",
              freeze=(), transferred_lr_multiplier=1.0, overrides=(), model_name=None, mix_parent_data=None,
-             mix_related=("auto",), config_file=None):
+             mix_related=("auto",), config_file=None, encoder_from=None):
     """Fine-tunes the parent run in ``parent`` on ``pair`` into the run directory ``workdir``.
 
     mix_parent_data: mixed fine-tuning: this share of each pass is the parent's own training pairs
     (``mix.*`` of the config, see data/mixing.py); 0 trains on the child's pairs alone; None (the
     default) is CHILD_MIX_PARENT_DATA where the parent's corpus can be read here, else 0.
     config_file: the config file of a child of another type (``make_child_config``).
+    encoder_from: a language model run of the child's source language that initialises its encoder
+    (``Transfer``'s ``encoder_source``).
     mix_related: languages related to the child's whose pairs of the parent's corpus are mixed in
     with the parent's (``related_mix_pair``); they need mixing, so with them the parent's corpus must
     be readable and the ratio above 0. ("auto",) (the default): ``auto_related``'s choice, dropped
@@ -724,6 +775,7 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         parent_run = workdir_lib.load_run(parent_dir)
     except UserError as error:
         raise UserError(f"--parent={parent_dir}: {error}") from error
+    encoder_source = _encoder_source(encoder_from, pair) if encoder_from else None
     if parent_run.model.task_type == "lm":
         # A language model has no translation pairs to mix in, and no translator to keep training.
         if model_name in (None, parent_run.config.model_name):
@@ -812,6 +864,8 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
         mix_related, related_note = (), "no related language mixed in: --set=mix.* replaced the mix"
     child_pair = corpus.Pair.parse(config.pair)
     requested, shares = vocab, {}
+    if vocab == "auto" and parent_run.model.task_type == "lm":
+        vocab = "child"  # A language model's vocabulary covers its one language, not the child's other side.
     if vocab != "child":
         shares = parent_vocabulary_shares(parent_run.tokenizers, child_pair, splits.train)
         vocab = choose_vocab(vocab, shares, train_pairs)
@@ -823,7 +877,8 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
              "vocab_requested": requested, "train_pairs": train_pairs,
              "parent_vocab_byte_piece_share": {side: round(share, 4) for side, (_, share, _) in shares.items()}}
     settings = {"parent": workdir_lib.absolute(parent_dir), "vocab": vocab, "freeze": list(dict.fromkeys(freeze)),
-                "transferred_lr_multiplier": float(transferred_lr_multiplier)}
+                "transferred_lr_multiplier": float(transferred_lr_multiplier),
+                "encoder_lm": workdir_lib.absolute(encoder_from) if encoder_from else None}
     previous = _check_child_workdir(workdir, parent_dir, settings)
 
     tokenizer_dir = workdir_lib.join(workdir, workdir_lib.TOKENIZER_DIR)
@@ -839,11 +894,28 @@ def transfer(parent, workdir, pair, *, corpus_spec=None, data_dir=None, max_trai
     child["steps_per_epoch"] = steps_per_epoch
     child["schedule"] = {key: config.train[key] for key in child_schedule(steps_per_epoch)}
     child["schedule_overridden"] = sorted(key for key in _overridden(overrides) if key.startswith("train."))
-    hook = Transfer(parent_run, tokenizers, vocab, freeze, transferred_lr_multiplier, child=child)
+    hook = Transfer(parent_run, tokenizers, vocab, freeze, transferred_lr_multiplier, child=child,
+                    encoder_source=encoder_source)
     # The trainer checks everything else (config values, the child workdir, the model built from the
     # child config, the weight structure in hook.initialize) before it writes the child's tokenizer
     # and config.json.
     return trainer.train_and_evaluate(config, workdir, transfer=hook, splits=trainer.Splits(train=splits.train))
+
+
+def _encoder_source(encoder_from, pair):
+    """The language model run of --encoder_from, checked: an lm of the child's source language."""
+    try:
+        run = workdir_lib.load_run(workdir_lib.path_str(encoder_from))
+    except UserError as error:
+        raise UserError(f"--encoder_from={encoder_from}: {error}") from error
+    source = corpus.Pair.parse(pair).source_languages
+    if run.model.task_type != "lm":
+        raise UserError(f"--encoder_from={encoder_from} holds a {run.config.model_name} run; it takes a language model "
+                        f"of the child's source language (python -m xling_zoo.train --model=lm --language={source[0]})")
+    if run.config.language not in source:
+        raise UserError(f"--encoder_from={encoder_from} is a language model of {run.config.language}; the child "
+                        f"--pair={pair} reads {', '.join(source)}")
+    return run
 
 
 def main(argv):
@@ -858,7 +930,7 @@ def main(argv):
              max_train_examples=FLAGS.max_train_examples, vocab=FLAGS.vocab, freeze=FLAGS.freeze,
              transferred_lr_multiplier=FLAGS.transferred_lr_multiplier, overrides=overrides + list(FLAGS.set),
              model_name=FLAGS.model, mix_parent_data=FLAGS.mix_parent_data, mix_related=FLAGS.mix_related,
-             config_file=FLAGS.config)
+             config_file=FLAGS.config, encoder_from=FLAGS.encoder_from)
     print(f"Child run directory: {FLAGS.workdir} (see {TRANSFER_FILE})\n"
           f"Next: python -m xling_zoo.evaluate --workdir={FLAGS.workdir}")
 
@@ -901,6 +973,8 @@ if __name__ == "__main__":
                         "model.decoder_type).")
     flags.DEFINE_string("config", None, "With --model of another type than the parent's: the child's config file "
                         "(default configs/<model>.py), e.g. configs/transformer_tiny.py for an lm parent's child.")
+    flags.DEFINE_string("encoder_from", None, "A language model run of the child's source language (--model=lm "
+                        "--language=en) whose layers initialise the child's encoder instead of the parent's.")
     flags.DEFINE_multi_string("set", [], "Config override key=value, repeatable: --set=train.warmup_steps=100.")
     flags.DEFINE_integer("steps", None, "Total training steps (overrides epochs).")
     flags.DEFINE_integer("epochs", None, "Passes over the child's training data.")

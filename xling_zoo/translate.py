@@ -22,9 +22,12 @@ cli.define_thread_flags()
 
 def translate_lines(run, lines, beam_size=None, batch_size=64, jit_compile=False, target_language=None):
     from xling_zoo.decode import Translator
+    from xling_zoo.errors import UserError
 
     translator = Translator(run.model, run.tokenizers, run.config, beam_size=beam_size, jit_compile=jit_compile,
                             target_language=target_language)
+    if batch_size < 1:
+        raise UserError(f"--batch_size must be >= 1, got {batch_size}")
     texts = [line.rstrip("\n") for line in lines]
     nonempty = [i for i, t in enumerate(texts) if t.strip()]
     limit = run.config.data.max_length
@@ -45,13 +48,13 @@ def main(argv):
 
     run = load_run(FLAGS.workdir)  # Before reading stdin: a bad --workdir or language fails at once.
     target_language_of(run.pair, FLAGS.target_language)
-    lines = sys.stdin.readlines()
+    lines = cli.read_stdin_lines()
     if not any(line.strip() for line in lines):
         raise UserError("stdin is empty: pipe the sentences to translate, one per line "
                         f"(echo 'Save the file' | python -m xling_zoo.translate --workdir={FLAGS.workdir})")
     for translation in translate_lines(run, lines, FLAGS.beam_size, FLAGS.batch_size, FLAGS.jit_compile,
                                        FLAGS.target_language):
-        print(translation)
+        print(cli.one_line(translation))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,15 @@ Every run is a user's plain command, nothing tuned:
             --pair=en-nl --max_train_examples=N --seed=S
   lminit    python -m xling_zoo.transfer --parent=LM --model=transformer --config=configs/transformer_tiny.py
             --pair=en-nl --max_train_examples=N --seed=S    (the decoder from the lm, the encoder fresh)
+  lmboth    lminit with --encoder_from=LM_EN --set=model.tie_embeddings=false: the encoder from an English
+            lm (python -m xling_zoo.train --model=lm --language=en --pair=en-nl, once), as Ramachandran
+            et al. initialise both sides; untied, as one embedding cannot hold both models'
   parent    python -m xling_zoo.transfer --parent=PARENT --pair=en-nl --max_train_examples=N --seed=S
             (the plain transfer command from a transformer_tiny en-de parent)
+
+Not run: the parent's translator with the Dutch lm's decoder ("where it fits"): the parent ties its
+embeddings, so its encoder, decoder and output layer share one matrix that the lm's decoder layers
+were not trained on.
 
 each scored with ``python -m xling_zoo.evaluate`` (greedy, the en-nl test split), beside the copy floor.
 A scored run is reused on a rerun; ``--report`` writes results.json and results.md.
@@ -42,7 +49,7 @@ flags.DEFINE_string("parent", None, "A transformer_tiny en-de run: the parent of
 flags.DEFINE_string("language", "nl", "The child's target language (the child is en-LANGUAGE).")
 flags.DEFINE_list("sizes", ["1000"], "Child training pairs.")
 flags.DEFINE_list("seeds", ["1"], "Seeds (train.seed of every child).")
-flags.DEFINE_list("setups", ["scratch", "lminit", "parent"], "Which children to make.")
+flags.DEFINE_list("setups", ["scratch", "lminit", "parent"], "Which children to make (also: lmboth).")
 flags.DEFINE_string("runs_dir", "runs/lm_pretraining", "Where the runs go.")
 flags.DEFINE_bool("report", False, "Only gather the scored runs under --runs_dir into results.*.")
 
@@ -57,10 +64,12 @@ def metrics_of(workdir):
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def language_model():
-    """Trains (or reuses) the lm, scores it on the test split, and checks its text."""
-    workdir = os.path.join(FLAGS.runs_dir, f"lm-{FLAGS.language}")
-    arguments = ["-m", "xling_zoo.train", "--model=lm", f"--language={FLAGS.language}", f"--workdir={workdir}"]
+def language_model(language):
+    """Trains (or reuses) the lm of one side of the child's pair, scores it on its test split, and
+    checks its text."""
+    workdir = os.path.join(FLAGS.runs_dir, f"lm-{language}")
+    arguments = ["-m", "xling_zoo.train", "--model=lm", f"--language={language}", f"--pair=en-{FLAGS.language}",
+                 f"--workdir={workdir}"]
     if "perplexity" not in metrics_of(workdir):
         run(arguments)
         run(["-m", "xling_zoo.evaluate", f"--workdir={workdir}"])
@@ -77,7 +86,8 @@ def check_no_test_sentence_in(lm_workdir):
     from xling_zoo.data import corpus
 
     config = workdir_lib.load_config(lm_workdir)
-    texts = {example["target"] for example in trainer.read_splits(config, validation=False).train}
+    side = "source" if config.language == "en" else "target"
+    texts = {example[side] for example in trainer.read_splits(config, validation=False).train}
     pair = f"en-{FLAGS.language}"
     for split in ("validation", "test"):
         child = corpus.read_split("builtin", pair, split)
@@ -86,22 +96,24 @@ def check_no_test_sentence_in(lm_workdir):
     print(f"None of the {pair} validation and test sentences is among the lm's {len(texts)} training sentences")
 
 
-def command(setup, size, seed, workdir, lm_workdir):
+def command(setup, size, seed, workdir, lms):
     common = [f"--pair=en-{FLAGS.language}", f"--max_train_examples={size}", f"--seed={seed}", f"--workdir={workdir}"]
     if setup == "scratch":
         return ["-m", "xling_zoo.train", "--model=transformer", f"--config={TINY}", *common]
-    if setup == "lminit":
-        return ["-m", "xling_zoo.transfer", f"--parent={lm_workdir}", "--model=transformer", f"--config={TINY}", *common]
+    if setup in ("lminit", "lmboth"):
+        both = [f"--encoder_from={lms['en']}", "--set=model.tie_embeddings=false"] if setup == "lmboth" else []
+        return ["-m", "xling_zoo.transfer", f"--parent={lms[FLAGS.language]}", "--model=transformer", f"--config={TINY}",
+                *common, *both]
     if setup == "parent":
         if not FLAGS.parent:
             raise app.UsageError("--parent is needed for the 'parent' setup")
         return ["-m", "xling_zoo.transfer", f"--parent={FLAGS.parent}", *common]
-    raise app.UsageError(f"unknown setup {setup!r}: scratch, lminit, parent")
+    raise app.UsageError(f"unknown setup {setup!r}: scratch, lminit, lmboth, parent")
 
 
-def train_and_score(setup, size, seed, lm_workdir):
+def train_and_score(setup, size, seed, lms):
     workdir = os.path.join(FLAGS.runs_dir, f"transformer-en-{FLAGS.language}-{size}-{setup}-seed{seed}")
-    arguments = command(setup, size, seed, workdir, lm_workdir)
+    arguments = command(setup, size, seed, workdir, lms)
     if "bleu" not in metrics_of(workdir):
         run(arguments)
         run(["-m", "xling_zoo.evaluate", f"--workdir={workdir}"])
@@ -119,8 +131,9 @@ def report():
         groups[int(size)][setup].append({"seed": seed, "bleu": metrics["bleu"], "chrf": metrics["chrf"],
                                          "best_step": metrics.get("best_step"), "workdir": str(workdir)})
         copy[int(size)] = metrics["copy_source"]
-    lm = metrics_of(os.path.join(FLAGS.runs_dir, f"lm-{FLAGS.language}"))
-    results = {"lm": {k: lm.get(k) for k in ("perplexity", "loss", "best_step", "examples")},
+    lms = {language: metrics_of(os.path.join(FLAGS.runs_dir, f"lm-{language}")) for language in (FLAGS.language, "en")}
+    results = {"lm": {language: {k: lm.get(k) for k in ("perplexity", "loss", "best_step", "examples")}
+                      for language, lm in lms.items() if lm},
                "children": {size: dict(setups) for size, setups in sorted(groups.items())},
                "copy_floor": copy}
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -132,8 +145,9 @@ def report():
         spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
         return f"{statistics.mean(values):.2f}{spread} (n={len(values)})"
 
-    setups = ["scratch", "lminit", "parent"]
-    lines = [f"lm-{FLAGS.language}: test perplexity {lm.get('perplexity')} (best step {lm.get('best_step')})", "",
+    setups = ["scratch", "lminit", "lmboth", "parent"]
+    lines = [f"lm-{language}: test perplexity {lm.get('perplexity')} (best step {lm.get('best_step')})"
+             for language, lm in lms.items() if lm] + ["",
              "| pairs | copy floor BLEU / chrF | " + " | ".join(f"{s} BLEU | {s} chrF" for s in setups) + " |",
              "|---:|---:|" + "---:|" * (2 * len(setups))]
     for size, by_setup in sorted(groups.items()):
@@ -149,11 +163,15 @@ def main(argv):
     if FLAGS.report:
         report()
         return
-    lm_workdir = language_model() if "lminit" in FLAGS.setups else None
+    lms = {}
+    if {"lminit", "lmboth"} & set(FLAGS.setups):
+        lms[FLAGS.language] = language_model(FLAGS.language)
+    if "lmboth" in FLAGS.setups:
+        lms["en"] = language_model("en")
     for size in FLAGS.sizes:
         for seed in FLAGS.seeds:
             for setup in FLAGS.setups:
-                train_and_score(setup, int(size), int(seed), lm_workdir)
+                train_and_score(setup, int(size), int(seed), lms)
     report()
 
 

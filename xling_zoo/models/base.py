@@ -116,6 +116,12 @@ class Task(keras.Model):
         raise UserError(f"a {cls.registered_name} child cannot take a {parent_model_name} parent's weights; "
                         f"transfer it into a {parent_model_name} child (--model={parent_model_name} or no --model)")
 
+    def encoder_key_in_lm(self, key):
+        """The key of a language model's weight that initialises this model's weight ``key`` when the
+        transfer takes the encoder from a language model (``--encoder_from``), or None (not an encoder
+        weight that can). A model whose encoder cannot take one raises a UserError."""
+        raise UserError(f"a {self.registered_name} child's encoder cannot take a language model's weights")
+
     def parent_weight_key(self, key, parent_task_type):
         """The key (``transfer.weight_keys``) of the parent's weight that this model's weight ``key``
         takes when a run of ``parent_task_type`` is transferred into it: the same key by default."""

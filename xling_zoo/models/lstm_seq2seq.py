@@ -182,6 +182,16 @@ class LSTMSeq2Seq(Seq2SeqTask):
 
     # --- Transfer ------------------------------------------------------------------------------
 
+    def encoder_key_in_lm(self, key):
+        # A unidirectional encoder reads left to right as a language model does (Ramachandran et al. 2017).
+        if self.bidirectional:
+            raise UserError("--encoder_from: a bidirectional encoder cannot take a left-to-right language model's "
+                            "LSTMs: --set=model.bidirectional=false")
+        for prefix, lm_prefix in (("source_embedding/", "target_embedding/"), ("encoder_lstm/", "decoder_lstm/")):
+            if key.startswith(prefix):
+                return lm_prefix + key[len(prefix):]
+        return None
+
     def vocab_axes(self):
         return {
             self.source_embedding.embeddings.path: ("source", 0),

@@ -295,6 +295,23 @@ class TransformerSeq2Seq(Seq2SeqTask):
 
     # --- Transfer ------------------------------------------------------------------------------
 
+    # A language model's weights that a Transformer encoder takes (Ramachandran et al. 2017): each
+    # decoder layer's self-attention (bidirectional here, causal there) and feed-forward block.
+    _ENCODER_FROM_LM = {"source_embedding/": "target_embedding/", "source_position_embedding/": "target_position_embedding/",
+                        "encoder_output_layer_norm/": "decoder_output_layer_norm/",
+                        "encoder_layer/self_attention_layer/": "decoder_layer/self_attention/",
+                        "encoder_layer/": "decoder_layer/"}
+
+    def encoder_key_in_lm(self, key):
+        if self.tie_embeddings:
+            raise UserError("--encoder_from: the child's one embedding matrix (model.tie_embeddings=true) is the "
+                            "decoder's too, and cannot hold two language models' embeddings: "
+                            "--set=model.tie_embeddings=false")
+        for prefix, lm_prefix in self._ENCODER_FROM_LM.items():
+            if key.startswith(prefix):
+                return lm_prefix + key[len(prefix):]
+        return None
+
     def parent_weight_key(self, key, parent_task_type):
         # A language model's embedding is "target_embedding" whether tied or not; a tied
         # translator's is "shared_embedding" (its encoder reads it too).
